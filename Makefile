@@ -1,0 +1,42 @@
+# The README's two commands, `make demo` and `make test`, work on a fresh machine:
+# `bootstrap` installs uv, the project's venv and Debian's PostgreSQL when they are missing.
+
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: all bootstrap test unit integration lint demo bench clean
+
+all: test
+
+bootstrap:
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	@$(UV) sync --frozen --quiet
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql (tests start throwaway servers from its binaries)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+test: bootstrap lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: bootstrap
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: bootstrap
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+lint: bootstrap
+	$(BIN)/ruff check scripts tests bench examples
+	$(BIN)/ruff format --check scripts tests bench examples
+	$(BIN)/mypy
+
+demo: bootstrap
+	$(BIN)/azpytest sandbox -- $(BIN)/python examples/demo.py
+
+bench: bootstrap
+	$(BIN)/python bench/sandbox.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
