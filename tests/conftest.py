@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,3 +61,120 @@ def use_sandbox(monkeypatch: pytest.MonkeyPatch) -> Callable[[Sandbox], Sandbox]
 def sandbox_env(sandbox: Sandbox, use_sandbox: Callable[[Sandbox], Sandbox]) -> Sandbox:
     """The default sandbox, with this process's environment pointed at it."""
     return use_sandbox(sandbox)
+
+
+@dataclass
+class StepResult:
+    """What one `python -m azpytest ...` step left behind, as the runner would see it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    env_file: dict[str, str]
+    outputs: dict[str, str]
+    summary: str
+    runner_temp: Path
+
+    def commands(self, name: str) -> list[str]:
+        """The data of every `::name ...::data` workflow command on stdout."""
+        prefix = f"::{name}"
+        return [
+            line.split("::", 2)[2]
+            for line in self.stdout.splitlines()
+            if line.startswith(prefix + "::") or line.startswith(prefix + " ")
+        ]
+
+    def written(self) -> str:
+        """Every byte the step wrote that a user or artifact could see, masks excepted."""
+        files = [p for p in self.runner_temp.rglob("*") if p.is_file()]
+        shown = [line for line in self.stdout.splitlines() if not line.startswith("::add-mask::")]
+        return "\n".join(
+            [*shown, self.stderr, self.summary, *(p.read_text(errors="replace") for p in files)]
+        )
+
+
+def parse_heredocs(text: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if "<<" in line:
+            name, delimiter = line.split("<<", 1)
+            end = lines.index(delimiter, i + 1)
+            values[name] = "\n".join(lines[i + 1 : end])
+            i = end + 1
+        elif "=" in line:
+            name, value = line.split("=", 1)
+            values[name] = value
+            i += 1
+        else:
+            i += 1
+    return values
+
+
+@pytest.fixture
+def actions_step(tmp_path: Path) -> Callable[..., StepResult]:
+    """Run `python -m azpytest ARGS` as a GitHub Actions step would, inside a sandbox."""
+    counter = iter(range(1000))
+
+    def run(
+        sandbox: Sandbox | None,
+        *args: str,
+        env: dict[str, str] | None = None,
+        actions: bool = True,
+        timeout: float = 120,
+    ) -> StepResult:
+        step = tmp_path / f"step-{next(counter)}"
+        runner_temp = step / "runner-temp"
+        runner_temp.mkdir(parents=True)
+        files = {
+            name: step / name.lower()
+            for name in ("GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY")
+        }
+        for path in files.values():
+            path.touch()
+        environ = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AZURE_", "AZPYTEST_", "GITHUB_", "ACTIONS_", "RUNNER_"))
+        }
+        environ.update(sandbox.env if sandbox is not None else {})
+        if actions:
+            environ.update(
+                {
+                    "GITHUB_ACTIONS": "true",
+                    "CI": "true",
+                    "RUNNER_TEMP": str(runner_temp),
+                    "GITHUB_RUN_ID": "12345678901",
+                    "GITHUB_RUN_ATTEMPT": "1",
+                    "GITHUB_JOB": "test",
+                    "GITHUB_REPOSITORY": "octo-org/octo-repo",
+                    "GITHUB_EVENT_NAME": "push",
+                    "GITHUB_WORKSPACE": str(step),
+                }
+            )
+            environ.update({k: str(v) for k, v in files.items()})
+        else:
+            environ["AZPYTEST_RUN_DIR"] = str(runner_temp / "azpytest" / "local")
+        environ.update(env or {})
+        result = subprocess.run(
+            [sys.executable, "-m", "azpytest", *args],
+            cwd=step,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return StepResult(
+            returncode=result.returncode,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            env_file=parse_heredocs(files["GITHUB_ENV"].read_text()),
+            outputs=parse_heredocs(files["GITHUB_OUTPUT"].read_text()),
+            summary=files["GITHUB_STEP_SUMMARY"].read_text(),
+            runner_temp=runner_temp,
+        )
+
+    return run

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from azpytest import __version__
+from azpytest.github import Workflow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +24,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"azpytest {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    inputs = argparse.ArgumentParser(add_help=False)
+    group = inputs.add_argument_group(
+        "inputs (each also read from AZPYTEST_<NAME>, then .env; the action sets them)"
+    )
+    for name, help_text in INPUT_HELP.items():
+        if name in BOOLEAN_INPUTS:
+            group.add_argument(f"--{name}", action="store_const", const="true", help=help_text)
+        else:
+            group.add_argument(f"--{name}", metavar="VALUE", help=help_text)
+
+    commands.add_parser(
+        "prepare",
+        parents=[inputs],
+        help="GitHub OIDC -> Entra ID credential, Key Vault secrets masked and exported",
+        description=(
+            "Choose the credential (GitHub OIDC inside Actions, DefaultAzureCredential outside), "
+            "read the Key Vault secrets named by --secrets, mask them and export them to the "
+            "later steps (GITHUB_ENV) or, outside Actions, to a 0600 file of export lines."
+        ),
+    )
 
     sandbox = commands.add_parser(
         "sandbox",
@@ -59,6 +81,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INPUT_HELP = {
+    "tenant-id": "Directory (tenant) ID of the app registration (or AZURE_TENANT_ID)",
+    "client-id": "Application (client) ID of the app registration (or AZURE_CLIENT_ID)",
+    "subscription-id": "subscription of the AKS cluster (or AZURE_SUBSCRIPTION_ID)",
+    "cloud": "AzureCloud (default), AzureUSGovernment or AzureChinaCloud",
+    "audience": "audience of the GitHub OIDC token (default api://AzureADTokenExchange)",
+    "key-vault": "vault name or URL to read the secrets from",
+    "secrets": "YAML: ENV_NAME: secret-name lines, or a list of names and prefix globs",
+    "aks-resource-group": "resource group of the AKS cluster",
+    "aks-cluster": "name of the AKS cluster",
+    "aks-admin": "use the cluster admin credential",
+    "run-dir": "folder for this run's files (default $RUNNER_TEMP/azpytest/<run>)",
+    "env-file": "the .env file to fill unset variables from (default ./.env)",
+    "debug": "log more (never a secret)",
+}
+BOOLEAN_INPUTS = {"aks-admin", "debug"}
+
+
+def _flags(args: argparse.Namespace) -> dict[str, str | None]:
+    return {name: getattr(args, name.replace("-", "_"), None) for name in INPUT_HELP}
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -73,7 +117,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "sandbox":
         return _sandbox(args)
+    if args.command == "prepare":
+        return _prepare(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from azpytest import prepare, settings
+
+    workflow = Workflow(os.environ)
+    try:
+        loaded = settings.load(_flags(args), os.environ)
+    except settings.InputError as exc:
+        return _bad_input("prepare", exc, workflow)
+    return prepare.run(loaded, workflow)
+
+
+def _bad_input(step: str, exc: Exception, workflow: Workflow) -> int:
+    """Bad input: exit 2 and one line naming the input and the fix (an annotation in Actions)."""
+    print(f"azpytest {step}: error: {exc}", file=sys.stderr, flush=True)
+    if workflow.in_actions:
+        workflow.error(str(exc), title=f"azpytest {step}: bad input")
+    return 2
 
 
 def _sandbox(args: argparse.Namespace) -> int:

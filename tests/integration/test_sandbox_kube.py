@@ -380,6 +380,29 @@ def test_client_lists_namespaces_with_an_entra_token(aks: Sandbox, core: k8s.Cor
     assert aks.log.select(service="kube")[-1].who == CI_CLIENT_ID
 
 
+def test_client_discovery(aks: Sandbox, core: k8s.CoreV1Api, ca_file: Path, aks_token: str) -> None:
+    version = k8s.VersionApi(core.api_client).get_code()  # GET /version/
+    assert (version.major, version.minor, version.git_version) == ("1", "32", "v1.32.4")
+    assert all(
+        getattr(version, field)
+        for field in ("git_commit", "git_tree_state", "build_date", "go_version", "compiler")
+    )
+    assert version.platform == "linux/amd64"
+    resources = {r.name: r for r in core.get_api_resources().resources}
+    assert set(resources) == {"namespaces", "configmaps", "pods", "pods/log"}
+    assert resources["configmaps"].short_names == ["cm"]
+    assert resources["namespaces"].namespaced is False
+
+    openapi = requests.get(
+        f"{server(aks).url}/openapi/v2",
+        headers={"Authorization": f"Bearer {aks_token}"},
+        verify=str(ca_file),
+        timeout=10,
+    )
+    assert openapi.status_code == 404
+    assert openapi.json()["kind"] == "Status"
+
+
 def test_client_creates_reads_and_deletes_a_namespace_and_a_configmap(
     core: k8s.CoreV1Api,
 ) -> None:

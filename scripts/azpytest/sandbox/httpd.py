@@ -177,6 +177,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     """A threaded HTTPS server whose TLS handshake runs in the connection's own thread."""
 
     daemon_threads = True
+    request_queue_size = 128  # many clients connect at once (a pool of 32 threads, say)
     allow_reuse_address = True
 
     def __init__(
@@ -224,6 +225,9 @@ class SandboxHTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes; with Nagle's algorithm and the client's
+    # delayed ACK each answer would stall about 40 ms.
+    disable_nagle_algorithm = True
     server: SandboxHTTPServer
     timeout = 60
 

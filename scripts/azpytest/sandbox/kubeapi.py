@@ -13,7 +13,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import socket
 import socketserver
 import ssl
 import threading
@@ -645,9 +644,6 @@ class KubeAPIServer:
             # Only the TLS socket knows the client certificate, and the handler serves this
             # one connection in this thread, so a thread-local carries it to the service.
             peer.cert = request.getpeercert() if isinstance(request, ssl.SSLSocket) else None
-            # Headers and body leave in two writes; without this, Nagle holds the body until
-            # the client's delayed ACK, 40 ms on every request.
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 return handler(request, client_address, server)
             finally:

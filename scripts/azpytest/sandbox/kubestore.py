@@ -490,6 +490,8 @@ class ObjectStore:
             meta["creationTimestamp"] = _stamp(now())
             meta.pop("deletionTimestamp", None)
             meta.pop("selfLink", None)
+            # A new object's status is the server's to set, whatever the client sent.
+            obj.pop("status", None)
             _defaults(resource, obj)
             if not dry_run:
                 self._objects[resource.name][key] = obj

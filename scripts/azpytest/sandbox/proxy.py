@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 class ConnectProxy(socketserver.ThreadingTCPServer):
     daemon_threads = True
+    request_queue_size = 128  # many clients connect at once (a pool of 32 threads, say)
     allow_reuse_address = True
 
     def __init__(
@@ -92,8 +93,9 @@ class _TunnelHandler(socketserver.BaseRequestHandler):
 
 
 def _pipe(a: socket.socket, b: socket.socket, stopping: threading.Event) -> None:
-    a.setblocking(False)
-    b.setblocking(False)
+    for sock in (a, b):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
     with selectors.DefaultSelector() as sel:
         sel.register(a, selectors.EVENT_READ, b)
         sel.register(b, selectors.EVENT_READ, a)

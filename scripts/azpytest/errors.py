@@ -1,0 +1,329 @@
+"""Every failure text a user reads, in one place: what failed, the likely cause, the exact fix.
+
+A `Diagnosis` is raised where a failure is understood; the entry point hands it to `die()`,
+which writes the `::error::` annotation, a section of the job summary and the exit code.
+Bad input is not a diagnosis: `InputError` (settings.py) exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from azpytest.github import Workflow
+
+DOCS = "https://github.com/org/azpytest#troubleshooting"
+
+
+@dataclass
+class Diagnosis(Exception):
+    what: str  # one line: what failed
+    cause: str  # the likely reason
+    fix: str  # the exact fix; may hold a fenced code block
+    details: list[tuple[str, str]] = field(default_factory=list)  # facts shown side by side
+    exit_code: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.cause}"
+
+    def text(self) -> str:
+        lines = [self.what, "", f"Likely cause: {self.cause}"]
+        if self.details:
+            width = max(len(k) for k, _ in self.details)
+            lines += ["", *(f"  {k.ljust(width)}  {v}" for k, v in self.details)]
+        lines += ["", "Fix:", *(f"  {line}" if line else "" for line in self.fix.splitlines())]
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        parts = [f"### ❌ {self.what}", "", f"**Likely cause:** {self.cause}", ""]
+        if self.details:
+            parts += ["| | |", "| --- | --- |", *(f"| {k} | `{v}` |" for k, v in self.details), ""]
+        parts += ["**Fix:**", "", self.fix, ""]
+        return "\n".join(parts)
+
+
+def die(diagnosis: Diagnosis, workflow: Workflow, step: str) -> int:
+    """Report a diagnosis everywhere the user looks; return the exit code."""
+    if workflow.in_actions:
+        workflow.error(diagnosis.text(), title=f"azpytest {step}: {diagnosis.what}")
+        workflow.summary(diagnosis.markdown())
+    else:
+        print(f"azpytest {step}: error: {diagnosis.text()}", file=sys.stderr, flush=True)
+    return diagnosis.exit_code
+
+
+# ---------------------------------------------------------------------------- GitHub OIDC
+
+
+def _event(environ: Mapping[str, str]) -> dict[str, Any]:
+    path = environ.get("GITHUB_EVENT_PATH")
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def no_oidc_request(environ: Mapping[str, str]) -> Diagnosis:
+    event_name = environ.get("GITHUB_EVENT_NAME", "")
+    if event_name in ("pull_request", "pull_request_review", "pull_request_review_comment"):
+        head = _event(environ).get("pull_request", {}).get("head", {}).get("repo") or {}
+        if head.get("fork") or (
+            head.get("full_name") and head.get("full_name") != environ.get("GITHUB_REPOSITORY")
+        ):
+            return Diagnosis(
+                what="GitHub gave this job no OIDC token: the pull request comes from a fork.",
+                cause=(
+                    "GitHub never issues OIDC tokens to workflows run for pull requests from "
+                    "forks, whatever the permissions say, so the fork's code cannot reach "
+                    "your Azure."
+                ),
+                fix=(
+                    "Run the Azure tests for fork pull requests after review instead: trigger "
+                    "them with `pull_request_target` on a labelled, reviewed PR (checking out "
+                    "the PR head only after review) or with `workflow_dispatch`, and skip the "
+                    "job for forks:\n\n```yaml\nif: "
+                    "github.event.pull_request.head.repo.full_name == github.repository\n```"
+                ),
+            )
+    return Diagnosis(
+        what="GitHub gave this job no OIDC token (ACTIONS_ID_TOKEN_REQUEST_URL is not set).",
+        cause="the job lacks the `id-token: write` permission.",
+        fix=(
+            "Add the permission to the job (or the workflow), keeping `contents: read`:\n\n"
+            "```yaml\npermissions:\n  id-token: write   # lets the job ask GitHub for its OIDC "
+            "token\n  contents: read\n```\n\nA reusable workflow gets it only if the caller's "
+            "job grants it too."
+        ),
+    )
+
+
+def oidc_request_failed(status: int, host: str) -> Diagnosis:
+    return Diagnosis(
+        what=f"GitHub's OIDC endpoint ({host}) refused the token request with HTTP {status}.",
+        cause=(
+            "the runner's request token (ACTIONS_ID_TOKEN_REQUEST_TOKEN) is missing, "
+            "expired or was replaced by a step; it is valid only for the job's own steps."
+        ),
+        fix=(
+            "Do not set or overwrite ACTIONS_ID_TOKEN_REQUEST_TOKEN or "
+            "ACTIONS_ID_TOKEN_REQUEST_URL in the workflow; rerun the job."
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------- Entra ID
+
+_AADSTS = re.compile(r"AADSTS(\d+)")
+
+
+def aadsts_code(message: str) -> int | None:
+    found = _AADSTS.search(message)
+    return int(found.group(1)) if found else None
+
+
+def _first_line(message: str) -> str:
+    found = re.search(r"(AADSTS\d+:[^\r\n]*?)(?: Trace ID:|$)", message, re.M)
+    return found.group(1).strip() if found else message.strip().splitlines()[0]
+
+
+def entra_refused(
+    message: str, *, tenant_id: str, client_id: str, claims: Mapping[str, Any] | None, audience: str
+) -> Diagnosis:
+    """Diagnose an Entra refusal of the federated (GitHub OIDC) login."""
+    code = aadsts_code(message)
+    said = _first_line(message)
+    claims = claims or {}
+    iss = str(claims.get("iss", "https://token.actions.githubusercontent.com"))
+    sub = str(claims.get("sub", "?"))
+    aud = claims.get("aud", audience)
+    aud_text = ",".join(aud) if isinstance(aud, list) else str(aud)
+    facts = [("Entra said", said), ("tenant-id", tenant_id), ("client-id", client_id)]
+    if code in (70021, 7002138):
+        name = re.sub(r"[^A-Za-z0-9-]+", "-", sub.split(":", 2)[-1])[:100].strip("-") or "github"
+        parameters = json.dumps(
+            {"name": name, "issuer": iss, "subject": sub, "audiences": [aud_text]}
+        )
+        facts += [
+            ("assertion issuer", iss),
+            ("assertion subject", sub),
+            ("assertion audience", aud_text),
+            ("job_workflow_ref", str(claims.get("job_workflow_ref", "?"))),
+            ("ref", str(claims.get("ref", "?"))),
+        ]
+        if claims.get("environment"):
+            facts.append(("environment", str(claims["environment"])))
+        case = (
+            " The subject differs from a configured one only in letter case; matching is "
+            "case-sensitive."
+            if code == 7002138
+            else ""
+        )
+        return Diagnosis(
+            what=f"Entra ID found no federated credential on app {client_id} for this job "
+            f"(AADSTS{code}).",
+            cause=(
+                "the app's federated credentials do not list this exact issuer, subject and "
+                f"audience.{case} The subject changes with the trigger: a job with "
+                "`environment:` presents `repo:O/R:environment:NAME`, a pull request "
+                "`repo:O/R:pull_request`, a tag `repo:O/R:ref:refs/tags/T`; a reusable "
+                "workflow presents its caller's subject, not its own path."
+            ),
+            fix=(
+                "Add a federated credential with exactly these values (Entra ID > App "
+                "registrations > Certificates & secrets > Federated credentials), or run:\n\n"
+                f"```sh\naz ad app federated-credential create --id {client_id} "
+                f"--parameters '{parameters}'\n```"
+            ),
+            details=facts,
+        )
+    if code in (700016, 90002):
+        return Diagnosis(
+            what=f"Entra ID does not know app {client_id} in tenant {tenant_id} (AADSTS{code}).",
+            cause=(
+                "client-id or tenant-id is wrong: the app registration does not exist in "
+                "that directory (or the tenant ID is mistyped)."
+            ),
+            fix=(
+                "Use the Application (client) ID and Directory (tenant) ID from the app's "
+                "Overview page in Entra ID (`az ad app show --id <app> --query appId`)."
+            ),
+            details=facts,
+        )
+    if code == 700024:
+        return Diagnosis(
+            what="Entra ID refused the GitHub token as outside its valid time range "
+            "(AADSTS700024).",
+            cause=(
+                "the assertion expired before it was used (GitHub's tokens live 5 minutes) "
+                "or the runner's clock is wrong. azpytest asks GitHub for a fresh token for "
+                "every Entra request, so a long gap or clock skew is the likely cause."
+            ),
+            fix=(
+                "Check the runner's clock (`date -u`; self-hosted runners need NTP) and "
+                "rerun the job."
+            ),
+            details=facts,
+        )
+    return Diagnosis(
+        what=f"Entra ID refused to issue a token for app {client_id}"
+        + (f" (AADSTS{code})." if code else "."),
+        cause="see what Entra said below.",
+        fix=(
+            f"Look up the code at https://login.microsoftonline.com/error?code={code}"
+            if code
+            else "Check tenant-id, client-id and the app's federated credentials."
+        ),
+        details=facts,
+    )
+
+
+def local_credential_failed(message: str) -> Diagnosis:
+    return Diagnosis(
+        what="No local Azure credential could get a token (DefaultAzureCredential).",
+        cause="nothing is logged in here: every credential in the chain was tried.",
+        fix=(
+            "Log in with `az login` (or set AZURE_CLIENT_ID/AZURE_TENANT_ID with a client "
+            "secret or certificate), then rerun. What each credential said:\n\n"
+            f"```\n{message.strip()}\n```"
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------- Key Vault
+
+
+def vault_forbidden(
+    *,
+    vault: str,
+    secret: str | None,
+    client_id: str,
+    object_id: str,
+    action: str,
+    resource: str | None,
+) -> Diagnosis:
+    target = f"secret {secret!r} of vault {vault}" if secret else f"vault {vault}"
+    scope = resource or f"<the vault's resource id (az keyvault show -n {vault} --query id)>"
+    return Diagnosis(
+        what=f"Key Vault refused {target} to this job's identity (403 ForbiddenByRbac).",
+        cause=(
+            f"the identity (client id {client_id}, object id {object_id}) has no role "
+            f"granting the data action {action} on {target}."
+        ),
+        fix=(
+            'Grant it "Key Vault Secrets User" on the vault (or on the one secret):\n\n'
+            f'```sh\naz role assignment create --role "Key Vault Secrets User" '
+            f"--assignee-object-id {object_id} --assignee-principal-type ServicePrincipal "
+            f"--scope {scope}\n```\n\nA vault that uses access policies instead of RBAC needs "
+            "a policy with Get (and List, for globs) on secrets."
+        ),
+        details=[("client id", client_id), ("object id", object_id), ("data action", action)],
+    )
+
+
+def secret_not_found(*, vault: str, secret: str, close: list[str]) -> Diagnosis:
+    hint = f" Close names that exist: {', '.join(close)}." if close else ""
+    return Diagnosis(
+        what=f"Key Vault {vault} has no secret named {secret!r}.",
+        cause=f"the name in the secrets input is misspelt, or the secret was deleted.{hint}",
+        fix=(
+            f"Correct the name in `secrets`, or create it: `az keyvault secret set "
+            f"--vault-name {vault} --name {secret} --file <value-file>`."
+        ),
+    )
+
+
+def secret_unusable(*, vault: str, secret: str, state: str) -> Diagnosis:
+    return Diagnosis(
+        what=f"Key Vault secret {secret!r} of {vault} is {state}.",
+        cause=f"a secret named in the secrets input must be enabled and current; this one is "
+        f"{state}.",
+        fix=(
+            f"Enable it or add a current version (`az keyvault secret set-attributes "
+            f"--vault-name {vault} --name {secret} --enabled true`), or remove it from "
+            "`secrets`."
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------- network
+
+
+def proxy_in_use(environ: Mapping[str, str] | None = None) -> str | None:
+    env = os.environ if environ is None else environ
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        if env.get(name):
+            return env[name]
+    return None
+
+
+def unreachable(host: str, error: str, environ: Mapping[str, str] | None = None) -> Diagnosis:
+    proxy = proxy_in_use(environ)
+    via = (
+        f"through the proxy {_strip_userinfo(proxy)} (HTTPS_PROXY)"
+        if proxy
+        else "directly (no HTTPS_PROXY set)"
+    )
+    return Diagnosis(
+        what=f"Could not reach {host} {via}.",
+        cause=(
+            "the host name is wrong, or the network (firewall, proxy, DNS) blocks it: "
+            f"{error.strip().splitlines()[0] if error.strip() else 'no answer'}"
+        ),
+        fix=(
+            f"Check the name, then from the runner: `curl -sv https://{host}/ -o /dev/null`"
+            + (" (the proxy must allow CONNECT to it)." if proxy else ".")
+        ),
+    )
+
+
+def _strip_userinfo(url: str) -> str:
+    return re.sub(r"//[^@/]*@", "//", url)

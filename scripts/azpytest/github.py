@@ -1,0 +1,176 @@
+"""The GitHub Actions runner, as this package talks to it.
+
+Workflow commands on stdout (mask, group, error/warning/notice), the files a step writes
+(`GITHUB_ENV`, `GITHUB_OUTPUT`, `GITHUB_STEP_SUMMARY`) and the job's OIDC token request.
+Outside Actions the same calls are safe: nothing that could reveal a value is printed, and
+the would-be environment is kept in memory for the caller to hand on.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import secrets
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TextIO
+
+# Lines shorter than this are not masked on their own (masking "}" would blank every brace
+# in the log); the whole value is always masked.
+MIN_MASKED_LINE = 4
+
+
+def escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def mask_forms(value: str, *, encoded: bool = False) -> list[str]:
+    """Every string the runner must hide for `value`: itself and each line of it; with
+    `encoded`, also its JSON-escaped and base64 forms (for values we write in those forms)."""
+    forms: list[str] = []
+
+    def add(form: str) -> None:
+        if form and form not in forms:
+            forms.append(form)
+
+    add(value)
+    for line in value.splitlines():
+        if len(line.strip()) >= MIN_MASKED_LINE:
+            add(line.strip())
+    if encoded:
+        add(json.dumps(value, ensure_ascii=False)[1:-1])
+        add(json.dumps(value)[1:-1])
+        add(base64.b64encode(value.encode()).decode())
+    return forms
+
+
+class Workflow:
+    """One step's view of the runner. Construct it once, at the entry point."""
+
+    def __init__(self, environ: Mapping[str, str], out: TextIO | None = None) -> None:
+        self.environ = environ
+        self.out = out if out is not None else sys.stdout
+        self.in_actions = environ.get("GITHUB_ACTIONS") == "true"
+        self.masked: set[str] = set()
+        self.exported: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ workflow commands
+
+    def command(self, name: str, message: str = "", **properties: str | int | None) -> None:
+        props = ",".join(
+            f"{key}={escape_property(str(value))}"
+            for key, value in properties.items()
+            if value is not None
+        )
+        head = f"::{name} {props}::" if props else f"::{name}::"
+        self.out.write(f"{head}{escape_data(message)}\n")
+        self.out.flush()
+
+    def mask(self, value: str, *, encoded: bool = False) -> None:
+        """Hide `value` in the job log before anything can print it."""
+        for form in mask_forms(value, encoded=encoded):
+            if form in self.masked:
+                continue
+            self.masked.add(form)
+            if self.in_actions:
+                self.command("add-mask", form)
+
+    def annotate(
+        self,
+        level: str,
+        message: str,
+        *,
+        title: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        if self.in_actions:
+            self.command(level, message, file=file, line=line, title=title)
+        else:
+            where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
+            label = f"{title}: " if title else ""
+            print(f"{level}: {where}{label}{message}", file=sys.stderr, flush=True)
+
+    def error(
+        self,
+        message: str,
+        *,
+        title: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.annotate("error", message, title=title, file=file, line=line)
+
+    def warning(
+        self,
+        message: str,
+        *,
+        title: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.annotate("warning", message, title=title, file=file, line=line)
+
+    def notice(
+        self,
+        message: str,
+        *,
+        title: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.annotate("notice", message, title=title, file=file, line=line)
+
+    @contextlib.contextmanager
+    def group(self, title: str) -> Iterator[None]:
+        if not self.in_actions:
+            yield
+            return
+        self.command("group", title)
+        try:
+            yield
+        finally:
+            self.command("endgroup")
+
+    # ------------------------------------------------------------------ files
+
+    def _file(self, variable: str) -> Path | None:
+        value = self.environ.get(variable)
+        return Path(value) if value else None
+
+    def set_env(self, name: str, value: str) -> None:
+        """Export to later steps (GITHUB_ENV, heredoc with a random delimiter)."""
+        self.exported[name] = value
+        path = self._file("GITHUB_ENV")
+        if path is not None:
+            _append_heredoc(path, name, value)
+
+    def set_output(self, name: str, value: str) -> None:
+        """A step output; never a secret (outputs are not masked everywhere they surface)."""
+        path = self._file("GITHUB_OUTPUT")
+        if path is not None:
+            _append_heredoc(path, name, value)
+
+    def summary(self, markdown: str) -> None:
+        path = self._file("GITHUB_STEP_SUMMARY")
+        if path is not None:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(markdown if markdown.endswith("\n") else markdown + "\n")
+
+    @property
+    def step_summary_path(self) -> Path | None:
+        return self._file("GITHUB_STEP_SUMMARY")
+
+
+def _append_heredoc(path: Path, name: str, value: str) -> None:
+    delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+    while delimiter in value:  # 128 random bits: practically never
+        delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")

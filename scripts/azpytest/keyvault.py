@@ -1,0 +1,247 @@
+"""Read the connection metadata from Key Vault: every secret at once, each access audited.
+
+One `SecretClient`, a thread pool, and the vault token asked for while Key Vault's first
+401 challenge is in flight: twenty secrets cost about three round trips, not sixty.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from azpytest import errors, http
+from azpytest.identity import Identity
+from azpytest.settings import Settings, env_name_for
+
+MAX_WORKERS = 32
+
+
+@dataclass(frozen=True)
+class FetchedSecret:
+    name: str
+    env: str
+    version: str
+    value: str
+    content_type: str | None
+
+
+class AuditLog:
+    """One JSON line per secret access: who, which vault, which secret and version, outcome.
+    Never a value."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def record(
+        self, identity: Identity, vault: str, secret: str, version: str | None, outcome: str
+    ) -> None:
+        entry = {
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "client_id": identity.principal.get("appid")
+            or identity.principal.get("azp")
+            or identity.client_id,
+            "object_id": identity.principal.get("oid"),
+            "vault": vault,
+            "secret": secret,
+            "version": version,
+            "outcome": outcome,
+        }
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(entry) + "\n")
+
+
+def fetch(settings: Settings, identity: Identity, audit: AuditLog) -> list[FetchedSecret]:
+    """Fetch what the `secrets` input asks for; a Diagnosis explains any failure."""
+    from azure.core.pipeline.transport import RequestsTransport
+    from azure.keyvault.secrets import SecretClient
+
+    assert settings.key_vault is not None and settings.vault_name is not None
+    vault = settings.vault_name
+    # One connection per worker, so the pool never drops and re-opens TLS connections.
+    session = http.session(identity.workflow.environ, pool_size=MAX_WORKERS)
+    client = SecretClient(
+        settings.key_vault,
+        identity,
+        transport=RequestsTransport(session=session),
+        connection_timeout=10,
+        read_timeout=30,
+    )
+    globs = [s for s in settings.secrets if s.is_glob]
+    named = [s for s in settings.secrets if not s.is_glob]
+
+    with ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="keyvault") as pool:
+        # Ask Entra for the vault token while the first request draws Key Vault's challenge.
+        warm = pool.submit(
+            identity.get_token_info,
+            settings.cloud.vault_scope,
+            options={"enable_cae": True, "tenant_id": settings.tenant_id}
+            if settings.tenant_id
+            else {"enable_cae": True},
+        )
+        listed: dict[str, Any] = {}
+        if globs:
+            listed = _call(
+                lambda: {p.name: p for p in client.list_properties_of_secrets()},
+                identity,
+                settings,
+                vault,
+                None,
+                "secrets/readMetadata/action",
+            )
+        wanted: list[tuple[str, str, bool]] = [
+            (s.source, s.env or env_name_for(s.source), False) for s in named
+        ]
+        taken = {name.lower() for name, _, _ in wanted}
+        for spec in globs:
+            for name, props in sorted(listed.items()):
+                if not spec.matches(name) or name.lower() in taken:
+                    continue
+                taken.add(name.lower())
+                state = _state(props.enabled, props.expires_on, props.not_before)
+                if state:
+                    audit.record(identity, vault, name, props.version, f"skipped: {state}")
+                    identity.workflow.warning(
+                        f"Key Vault secret {name!r} of {vault} is {state}; "
+                        f"skipped (taken by the glob {spec.source!r})"
+                    )
+                    continue
+                wanted.append((name, env_name_for(name), True))
+        futures = [
+            pool.submit(_get, client, settings, identity, audit, vault, name, env)
+            for name, env, _ in wanted
+        ]
+        warm.exception()  # a failure here shows again, diagnosed, in the first get
+        return [f.result() for f in futures]
+
+
+def _state(
+    enabled: bool | None, expires: dt.datetime | None, not_before: dt.datetime | None
+) -> str | None:
+    now = dt.datetime.now(dt.timezone.utc)
+    if enabled is False:
+        return "disabled"
+    if expires is not None and expires <= now:
+        return f"expired (since {expires:%Y-%m-%d %H:%M} UTC)"
+    if not_before is not None and not_before > now:
+        return f"not yet valid (until {not_before:%Y-%m-%d %H:%M} UTC)"
+    return None
+
+
+def _get(
+    client: Any,
+    settings: Settings,
+    identity: Identity,
+    audit: AuditLog,
+    vault: str,
+    name: str,
+    env: str,
+) -> FetchedSecret:
+    def get() -> Any:
+        return client.get_secret(name)
+
+    try:
+        secret = _call(get, identity, settings, vault, name, "secrets/getSecret/action", client)
+    except errors.Diagnosis as diagnosis:
+        audit.record(identity, vault, name, None, _outcome(diagnosis))
+        raise
+    value = secret.value or ""
+    identity.workflow.mask(value)  # before anything else can print it
+    props = secret.properties
+    state = _state(props.enabled, props.expires_on, props.not_before)
+    if state:
+        audit.record(identity, vault, name, props.version, f"refused: {state}")
+        raise errors.secret_unusable(vault=vault, secret=name, state=state)
+    audit.record(identity, vault, name, props.version, "read")
+    return FetchedSecret(
+        name=props.name or name,
+        env=env,
+        version=props.version or "",
+        value=value,
+        content_type=props.content_type,
+    )
+
+
+def _outcome(diagnosis: errors.Diagnosis) -> str:
+    text = diagnosis.what
+    if "403" in text:
+        return "forbidden"
+    if "has no secret" in text:
+        return "not found"
+    return "failed"
+
+
+def _call(
+    action: Any,
+    identity: Identity,
+    settings: Settings,
+    vault: str,
+    secret: str | None,
+    data_action: str,
+    client: Any = None,
+) -> Any:
+    """Run one Key Vault call, turning what can go wrong into a Diagnosis."""
+    try:
+        return action()
+    except errors.Diagnosis:
+        raise
+    except ResourceNotFoundError:
+        assert secret is not None
+        raise errors.secret_not_found(
+            vault=vault, secret=secret, close=_close_names(client, secret)
+        ) from None
+    except HttpResponseError as exc:
+        if exc.status_code == 403 and "disabled secret" in str(exc):
+            raise errors.secret_unusable(
+                vault=vault, secret=secret or "?", state="disabled"
+            ) from None
+        if exc.status_code == 403:
+            resource = re.search(r"Resource: '([^']+)'", str(exc))
+            raise errors.vault_forbidden(
+                vault=vault,
+                secret=secret,
+                client_id=identity.principal.get("appid", identity.client_id or "?"),
+                object_id=identity.principal.get("oid", "?"),
+                action=f"Microsoft.KeyVault/vaults/{data_action}",
+                resource=_vault_scope(resource.group(1)) if resource else None,
+            ) from None
+        doing = f"for secret {secret!r}" if secret else "when listing secrets"
+        raise errors.Diagnosis(
+            what=f"Key Vault {vault} answered HTTP {exc.status_code} {doing}.",
+            cause=(exc.message or str(exc)).splitlines()[0],
+            fix="Retry the job; if it persists, check the vault's health in the Azure portal.",
+        ) from None
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        host = settings.key_vault.removeprefix("https://") if settings.key_vault else vault
+        raise errors.unreachable(host, str(exc)) from None
+
+
+def _vault_scope(resource: str) -> str:
+    # Key Vault names the secret's resource in lower case; the role goes on the vault.
+    return resource.split("/secrets/", 1)[0]
+
+
+def _close_names(client: Any, secret: str) -> list[str]:
+    if client is None:
+        return []
+    try:
+        names = [p.name for p in client.list_properties_of_secrets()]
+    except Exception:  # may not list: no hint, but still the 404 diagnosis
+        return []
+    return difflib.get_close_matches(secret, [n for n in names if n], n=3, cutoff=0.6)

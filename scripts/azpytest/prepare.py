@@ -1,0 +1,107 @@
+"""`azpytest prepare`: the credential, the Key Vault secrets, and the environment for the tests.
+
+Inside Actions the secrets go to later steps through GITHUB_ENV (masked first); outside, to a
+0600 file of `export` lines in the run folder that the shell can source. In both cases
+`prepared.json` records what was prepared — names, never values — for the later steps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+from azpytest import errors, identity, keyvault
+from azpytest.github import Workflow
+from azpytest.settings import Settings
+
+PREPARED = "prepared.json"
+AUDIT = "audit.jsonl"
+LOCAL_ENV = "prepared.env"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, created 0600 (never briefly wider)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
+def run(settings: Settings, workflow: Workflow) -> int:
+    for note in settings.notes:
+        workflow.warning(note)
+    run_dir = settings.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    who = identity.build(settings, workflow)
+    print(f"azpytest: credential: {who.description}", flush=True)
+    try:
+        fetched: list[keyvault.FetchedSecret] = []
+        if settings.key_vault:
+            audit = keyvault.AuditLog(run_dir / AUDIT)
+            fetched = keyvault.fetch(settings, who, audit)
+        else:
+            # Nothing to read: still prove the login works now, not in the middle of the tests.
+            who.get_token(settings.cloud.arm_scope)
+    except errors.Diagnosis as diagnosis:
+        return errors.die(diagnosis, workflow, "prepare")
+    finally:
+        who.close()
+
+    for secret in fetched:
+        workflow.set_env(secret.env, secret.value)
+    workflow.set_env("AZPYTEST_RUN_DIR", str(run_dir))
+    record = _record(settings, who, fetched)
+    write_private(run_dir / PREPARED, json.dumps(record, indent=2) + "\n")
+
+    if fetched:
+        names = ", ".join(f"{s.env} <- {s.name}" for s in fetched)
+        print(
+            f"azpytest: Key Vault {settings.vault_name}: {len(fetched)} secret(s), values "
+            f"masked: {names}",
+            flush=True,
+        )
+    if not workflow.in_actions:
+        lines = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in workflow.exported.items())
+        env_file = run_dir / LOCAL_ENV
+        write_private(env_file, lines)
+        print(
+            f"azpytest: environment written to {env_file} (mode 0600); load it with:\n"
+            f"  set -a; . {shlex.quote(str(env_file))}; set +a",
+            flush=True,
+        )
+    print(f"azpytest: prepared: {run_dir / PREPARED}", flush=True)
+    return 0
+
+
+def _record(
+    settings: Settings, who: identity.Identity, fetched: list[keyvault.FetchedSecret]
+) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "run_dir": str(settings.run_dir),
+        "credential": "github-oidc" if who.assertion is not None else "default",
+        "tenant_id": settings.tenant_id,
+        "client_id": settings.client_id,
+        "object_id": who.principal.get("oid"),
+        "subscription_id": settings.subscription_id,
+        "cloud": settings.cloud.name,
+        "key_vault": settings.key_vault,
+        "secrets": [
+            {"name": s.name, "env": s.env, "version": s.version, "content_type": s.content_type}
+            for s in fetched
+        ],
+        # The variables whose values later steps must scrub from anything they write.
+        "masked_env": sorted({s.env for s in fetched}),
+        "audit_log": str(settings.run_dir / AUDIT) if settings.key_vault else None,
+    }
+
+
+def load_record(run_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((run_dir / PREPARED).read_text(encoding="utf-8"))
+    return data
