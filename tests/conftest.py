@@ -14,6 +14,8 @@ import pytest
 
 from azpytest.sandbox import Sandbox, build_scenario
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture
 def make_sandbox() -> Iterator[Callable[..., Sandbox]]:

@@ -26,14 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     inputs = argparse.ArgumentParser(add_help=False)
-    group = inputs.add_argument_group(
-        "inputs (each also read from AZPYTEST_<NAME>, then .env; the action sets them)"
-    )
-    for name, help_text in INPUT_HELP.items():
-        if name in BOOLEAN_INPUTS:
-            group.add_argument(f"--{name}", action="store_const", const="true", help=help_text)
-        else:
-            group.add_argument(f"--{name}", metavar="VALUE", help=help_text)
+    for title, names in INPUT_GROUPS.items():
+        group = inputs.add_argument_group(title)
+        for name in names:
+            if name in BOOLEAN_INPUTS:
+                group.add_argument(
+                    f"--{name}", action="store_const", const="true", help=INPUT_HELP[name]
+                )
+            else:
+                group.add_argument(f"--{name}", metavar="VALUE", help=INPUT_HELP[name])
 
     commands.add_parser(
         "prepare",
@@ -42,8 +43,30 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Choose the credential (GitHub OIDC inside Actions, DefaultAzureCredential outside), "
             "read the Key Vault secrets named by --secrets, mask them and export them to the "
-            "later steps (GITHUB_ENV) or, outside Actions, to a 0600 file of export lines."
+            "later steps (GITHUB_ENV) or, outside Actions, to a 0600 file of export lines. "
+            "Each input is also read from AZPYTEST_<NAME>, then from .env."
         ),
+    )
+    commands.add_parser(
+        "run",
+        parents=[inputs],
+        help="run pytest with JUnit output, the plugin, shards and the prepared environment",
+        description=(
+            "Run pytest in a subprocess (output live) with --junitxml, the azpytest plugin and "
+            "what prepare exported. Exit code: pytest's, except that no tests collected (5) "
+            "fails unless --allow-no-tests."
+        ),
+    )
+
+    commands.add_parser(
+        "report",
+        add_help=False,
+        help="job summary, annotations and outputs from JUnit files (azpytest report --help)",
+    )
+    commands.add_parser(
+        "kube-token",
+        add_help=False,
+        help="print a Kubernetes ExecCredential with a fresh Entra token (kubeconfig exec)",
     )
 
     sandbox = commands.add_parser(
@@ -95,8 +118,55 @@ INPUT_HELP = {
     "run-dir": "folder for this run's files (default $RUNNER_TEMP/azpytest/<run>)",
     "env-file": "the .env file to fill unset variables from (default ./.env)",
     "debug": "log more (never a secret)",
+    "profiles": "YAML: connections (postgres, azure-sql) and the dbt profile, from Key Vault",
+    "tests": "test paths or node ids (space-separated or a YAML list)",
+    "markers": "pytest -m expression",
+    "pytest-args": "more pytest arguments (a YAML list, or words; never run through a shell)",
+    "working-directory": "where pytest runs",
+    "workers": "pytest-xdist workers (-n): a number or auto",
+    "junit-path": "the JUnit XML file (default <run-dir>/junit.xml)",
+    "shard-count": "split the suite into this many shards (pytest-split)",
+    "shard-index": "this shard, 0 to shard-count - 1",
+    "durations-path": "test durations from an earlier run, to balance the shards",
+    "allow-no-tests": "do not fail when pytest collects no tests",
+    "rerun-failed-from": "run only the tests that failed or errored in this JUnit file",
+    "reruns": "retry a failing test up to N times (pytest-rerunfailures)",
+    "python": "the interpreter that runs pytest (default: azpytest's)",
 }
-BOOLEAN_INPUTS = {"aks-admin", "debug"}
+BOOLEAN_INPUTS = {"aks-admin", "debug", "allow-no-tests"}
+INPUT_GROUPS = {
+    "identity and Key Vault": (
+        "tenant-id",
+        "client-id",
+        "subscription-id",
+        "cloud",
+        "audience",
+        "key-vault",
+        "secrets",
+        "aks-resource-group",
+        "aks-cluster",
+        "aks-admin",
+        "profiles",
+        "run-dir",
+        "env-file",
+        "debug",
+    ),
+    "test run": (
+        "tests",
+        "markers",
+        "pytest-args",
+        "working-directory",
+        "workers",
+        "junit-path",
+        "shard-count",
+        "shard-index",
+        "durations-path",
+        "allow-no-tests",
+        "rerun-failed-from",
+        "reruns",
+        "python",
+    ),
+}
 
 
 def _flags(args: argparse.Namespace) -> dict[str, str | None]:
@@ -114,22 +184,34 @@ def _non_negative_int(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["report"]:
+        from azpytest import report
+
+        return report.main(arguments[1:])
+    if arguments[:1] == ["kube-token"]:
+        # Its own flags (kubelogin's shape), parsed by kube.py; kubectl runs it, not people.
+        from azpytest import kube
+
+        return kube.token_main(arguments[1:])
+    args = build_parser().parse_args(arguments)
     if args.command == "sandbox":
         return _sandbox(args)
-    if args.command == "prepare":
-        return _prepare(args)
+    if args.command in ("prepare", "run"):
+        return _step(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices
 
 
-def _prepare(args: argparse.Namespace) -> int:
-    from azpytest import prepare, settings
+def _step(args: argparse.Namespace) -> int:
+    from azpytest import prepare, runner, settings
 
     workflow = Workflow(os.environ)
     try:
         loaded = settings.load(_flags(args), os.environ)
+        if args.command == "run":
+            return runner.run(loaded, workflow)
     except settings.InputError as exc:
-        return _bad_input("prepare", exc, workflow)
+        return _bad_input(args.command, exc, workflow)
     return prepare.run(loaded, workflow)
 
 

@@ -327,3 +327,168 @@ def unreachable(host: str, error: str, environ: Mapping[str, str] | None = None)
 
 def _strip_userinfo(url: str) -> str:
     return re.sub(r"//[^@/]*@", "//", url)
+
+
+# ---------------------------------------------------------------------------- ARM and AKS
+
+AKS_USER_ROLE = "Azure Kubernetes Service Cluster User Role"
+AKS_ADMIN_ROLE = "Azure Kubernetes Service Cluster Admin Role"
+
+
+def aks_forbidden(
+    *,
+    cluster: str,
+    cluster_id: str,
+    action: str,
+    admin: bool,
+    client_id: str,
+    object_id: str,
+    arm_said: str,
+) -> Diagnosis:
+    """ARM's 403 AuthorizationFailed for listClusterUserCredential/listClusterAdminCredential."""
+    role = AKS_ADMIN_ROLE if admin else AKS_USER_ROLE
+    kind = "admin" if admin else "user"
+    also = (
+        ""
+        if admin
+        else (
+            "\n\nThe role only lets the job download the kubeconfig; what it may do inside the "
+            "cluster is Kubernetes RBAC (a RoleBinding for this object id) or, on clusters "
+            "with Azure RBAC, an `Azure Kubernetes Service RBAC ...` role."
+        )
+    )
+    return Diagnosis(
+        what=f"ARM refused the {kind} credentials of AKS cluster {cluster} to this job's "
+        "identity (403 AuthorizationFailed).",
+        cause=(
+            f"the identity (client id {client_id}, object id {object_id}) has no role "
+            f"granting {action} on the cluster; {role!r} (or Contributor/Owner) does."
+        ),
+        fix=(
+            f'Grant it "{role}" on the cluster:\n\n'
+            f'```sh\naz role assignment create --role "{role}" '
+            f"--assignee-object-id {object_id} --assignee-principal-type ServicePrincipal "
+            f"--scope {cluster_id}\n```" + also
+        ),
+        details=[
+            ("client id", client_id),
+            ("object id", object_id),
+            ("action", action),
+            ("scope", cluster_id),
+            ("ARM said", arm_said),
+        ],
+    )
+
+
+def aks_not_found(
+    *, code: str, subscription: str, resource_group: str, cluster: str, arm_said: str
+) -> Diagnosis:
+    """ARM's 404 for the cluster: which of subscription, resource group or cluster is missing."""
+    details = [
+        ("subscription-id", subscription),
+        ("aks-resource-group", resource_group),
+        ("aks-cluster", cluster),
+        ("ARM said", arm_said),
+    ]
+    if code == "SubscriptionNotFound":
+        return Diagnosis(
+            what=f"ARM knows no subscription {subscription} (404 SubscriptionNotFound).",
+            cause=(
+                "subscription-id (or AZURE_SUBSCRIPTION_ID) is mistyped, or the subscription "
+                "belongs to another tenant than tenant-id."
+            ),
+            fix=(
+                "Use the subscription that holds the cluster, in the app's tenant:\n\n"
+                '```sh\naz account list --query "[].{name:name, id:id, tenantId:tenantId}" '
+                "-o table\n```"
+            ),
+            details=details,
+        )
+    if code == "ResourceGroupNotFound":
+        return Diagnosis(
+            what=f"Subscription {subscription} has no resource group {resource_group!r} "
+            "(404 ResourceGroupNotFound).",
+            cause=(
+                "aks-resource-group is misspelt, or the group is in another subscription "
+                "(check subscription-id)."
+            ),
+            fix=(
+                "Find the cluster's resource group and subscription:\n\n"
+                f'```sh\naz aks list --subscription {subscription} --query "[].{{name:name, '
+                'resourceGroup:resourceGroup}" -o table\n```'
+            ),
+            details=details,
+        )
+    return Diagnosis(
+        what=f"Resource group {resource_group} has no AKS cluster {cluster!r} "
+        f"(404 {code or 'NotFound'}).",
+        cause=(
+            "aks-cluster is misspelt, the cluster is in another resource group or "
+            "subscription, or it was deleted."
+        ),
+        fix=(
+            "List the clusters the job's identity can see and set aks-cluster and "
+            "aks-resource-group to one of them:\n\n"
+            f'```sh\naz aks list --subscription {subscription} --query "[].{{name:name, '
+            'resourceGroup:resourceGroup}" -o table\n```'
+        ),
+        details=details,
+    )
+
+
+def arm_failed(
+    *,
+    status: int,
+    code: str,
+    arm_said: str,
+    action: str,
+    cluster: str,
+    tenant_id: str | None,
+    correlation_id: str | None,
+) -> Diagnosis:
+    """Any other ARM answer to the credential request (401, 429 and 5xx after retries, ...)."""
+    details = [("ARM said", arm_said)] if arm_said else []
+    if correlation_id:
+        details.append(("correlation id", correlation_id))
+    label = f"{status} {code}".strip()
+    if status == 401:
+        return Diagnosis(
+            what=f"ARM refused the job's token for {action} on AKS cluster {cluster} ({label}).",
+            cause=(
+                f"the subscription belongs to another tenant than tenant-id ({tenant_id or '?'})."
+                if code == "InvalidAuthenticationTokenTenant"
+                else "ARM did not take the token: it is for another cloud's ARM (set cloud), "
+                "for another tenant, or it expired."
+            ),
+            fix=(
+                "Set tenant-id to the tenant of the cluster's subscription "
+                "(`az account show --subscription <id> --query tenantId`) and, for a sovereign "
+                "cloud, set cloud."
+            ),
+            details=details,
+        )
+    if status == 429 or status >= 500:
+        return Diagnosis(
+            what=f"ARM answered {action} on AKS cluster {cluster} with HTTP {label}, "
+            "after retries.",
+            cause="ARM or the AKS resource provider is throttling or failing.",
+            fix=(
+                "Rerun the job; if it persists, check https://azure.status.microsoft and "
+                "quote the correlation id to Azure support."
+            ),
+            details=details,
+        )
+    return Diagnosis(
+        what=f"ARM answered {action} on AKS cluster {cluster} with HTTP {label}.",
+        cause="see what ARM said below.",
+        fix="Check aks-cluster, aks-resource-group and subscription-id, then rerun the job.",
+        details=details,
+    )
+
+
+def kubeconfig_unreadable(*, cluster: str, problem: str) -> Diagnosis:
+    return Diagnosis(
+        what=f"ARM's kubeconfig for AKS cluster {cluster} could not be read.",
+        cause=problem,
+        fix="Rerun the job; if it persists, report it with the ARM correlation id.",
+    )

@@ -7,6 +7,7 @@ Inside Actions the secrets go to later steps through GITHUB_ENV (masked first); 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -39,14 +40,23 @@ def run(settings: Settings, workflow: Workflow) -> int:
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     who = identity.build(settings, workflow)
     print(f"azpytest: credential: {who.description}", flush=True)
+    if settings.profiles is not None:
+        # The profiles' Key Vault fields are fetched (and masked) with the other secrets.
+        extra = tuple(s for s in settings.profiles.required_secrets() if s not in settings.secrets)
+        settings = dataclasses.replace(settings, secrets=settings.secrets + extra)
+    kubeconfig: Path | None = None
     try:
         fetched: list[keyvault.FetchedSecret] = []
         if settings.key_vault:
             audit = keyvault.AuditLog(run_dir / AUDIT)
             fetched = keyvault.fetch(settings, who, audit)
-        else:
+        elif not settings.aks_cluster:
             # Nothing to read: still prove the login works now, not in the middle of the tests.
             who.get_token(settings.cloud.arm_scope)
+        if settings.aks_cluster:
+            from azpytest import kube
+
+            kubeconfig = kube.write_kubeconfig(settings, who, workflow)
     except errors.Diagnosis as diagnosis:
         return errors.die(diagnosis, workflow, "prepare")
     finally:
@@ -55,6 +65,22 @@ def run(settings: Settings, workflow: Workflow) -> int:
     for secret in fetched:
         workflow.set_env(secret.env, secret.value)
     workflow.set_env("AZPYTEST_RUN_DIR", str(run_dir))
+    # Later steps (and the plugin in the test process) find the identity here.
+    for name, value in (
+        ("AZPYTEST_TENANT_ID", settings.tenant_id),
+        ("AZPYTEST_CLIENT_ID", settings.client_id),
+        ("AZPYTEST_SUBSCRIPTION_ID", settings.subscription_id),
+        ("AZPYTEST_CLOUD", settings.cloud.name),
+    ):
+        if value:
+            workflow.set_env(name, value)
+    if kubeconfig is not None:
+        workflow.set_env("KUBECONFIG", str(kubeconfig))
+    if settings.profiles is not None:
+        from azpytest import profiles
+
+        for name, value in profiles.write(settings.profiles, run_dir).items():
+            workflow.set_env(name, value)
     record = _record(settings, who, fetched)
     write_private(run_dir / PREPARED, json.dumps(record, indent=2) + "\n")
 
@@ -99,6 +125,7 @@ def _record(
         # The variables whose values later steps must scrub from anything they write.
         "masked_env": sorted({s.env for s in fetched}),
         "audit_log": str(settings.run_dir / AUDIT) if settings.key_vault else None,
+        "kubeconfig": str(settings.run_dir / "kubeconfig") if settings.aks_cluster else None,
     }
 
 

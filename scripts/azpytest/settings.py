@@ -11,14 +11,18 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import shlex
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from azpytest.profiles import ProfilesSpec
 
 
 class InputError(ValueError):
@@ -116,6 +120,8 @@ class Settings:
     in_actions: bool
     env_file: Path | None
     debug: bool
+    profiles: ProfilesSpec | None = None  # connection and dbt profiles (profiles.py)
+    run: RunOptions = field(default_factory=lambda: RunOptions())
     notes: tuple[str, ...] = field(default=())  # warnings found while reading the inputs
 
     @property
@@ -123,6 +129,25 @@ class Settings:
         if self.key_vault is None:
             return None
         return self.key_vault.removeprefix("https://").split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The inputs of `azpytest run`."""
+
+    tests: tuple[str, ...] = ()
+    markers: str | None = None
+    pytest_args: tuple[str, ...] = ()
+    working_directory: Path | None = None
+    workers: str | None = None  # pytest-xdist -n: a number or "auto"
+    junit_path: Path | None = None  # None: <run_dir>/junit.xml
+    shard_count: int = 1
+    shard_index: int = 0  # 0-based, as a matrix over range(shard_count) gives it
+    durations_path: Path | None = None
+    allow_no_tests: bool = False
+    rerun_failed_from: Path | None = None
+    reruns: int = 0
+    python: str | None = None  # the interpreter that runs pytest (default: this one)
 
 
 # Each input: (CLI/action name, environment variables in order of precedence).
@@ -140,6 +165,20 @@ INPUT_ENV = {
     "run-dir": ("AZPYTEST_RUN_DIR",),
     "env-file": ("AZPYTEST_ENV_FILE",),
     "debug": ("AZPYTEST_DEBUG", "RUNNER_DEBUG"),
+    "profiles": ("AZPYTEST_PROFILES",),
+    "tests": ("AZPYTEST_TESTS",),
+    "markers": ("AZPYTEST_MARKERS",),
+    "pytest-args": ("AZPYTEST_PYTEST_ARGS",),
+    "working-directory": ("AZPYTEST_WORKING_DIRECTORY",),
+    "workers": ("AZPYTEST_WORKERS",),
+    "junit-path": ("AZPYTEST_JUNIT_PATH",),
+    "shard-count": ("AZPYTEST_SHARD_COUNT",),
+    "shard-index": ("AZPYTEST_SHARD_INDEX",),
+    "durations-path": ("AZPYTEST_DURATIONS_PATH",),
+    "allow-no-tests": ("AZPYTEST_ALLOW_NO_TESTS",),
+    "rerun-failed-from": ("AZPYTEST_RERUN_FAILED_FROM",),
+    "reruns": ("AZPYTEST_RERUNS",),
+    "python": ("AZPYTEST_PYTHON",),
 }
 
 
@@ -255,6 +294,15 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
             "DefaultAzureCredential will pick the identity"
         )
 
+    profiles_text = get("profiles")
+    profiles_spec = None
+    if profiles_text:
+        from azpytest import profiles
+
+        profiles_spec = profiles.parse(profiles_text)  # raises InputError("profiles", ...)
+    if profiles_spec is not None and profiles_spec.required_secrets() and key_vault is None:
+        raise InputError("profiles", "a field reads a Key Vault secret: set key-vault too")
+
     return Settings(
         tenant_id=tenant_id,
         client_id=client_id.lower() if client_id else None,
@@ -270,7 +318,82 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
         in_actions=in_actions,
         env_file=loaded,
         debug=_bool("debug", get("debug")),
+        profiles=profiles_spec,
+        run=_run_options(get),
         notes=tuple(notes),
+    )
+
+
+def _words(name: str, value: str | None) -> tuple[str, ...]:
+    """A list input: a YAML list, or words split as a shell would (but never run by one)."""
+    if not value:
+        return ()
+    text = value.strip()
+    if text.startswith(("[", "- ")):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise InputError(name, "not a valid YAML list; write `- item` lines") from None
+        if not isinstance(data, list):
+            raise InputError(name, "expected a list of strings")
+        return tuple(str(item) for item in data)
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as exc:
+        raise InputError(name, f"{exc} (quote arguments with spaces)") from None
+
+
+def _int_input(name: str, value: str | None, default: int, minimum: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise InputError(name, f"{value!r} is not a whole number") from None
+    if number < minimum:
+        raise InputError(name, f"{number} is less than {minimum}")
+    return number
+
+
+def _run_options(get: Callable[[str], str | None]) -> RunOptions:
+    count = _int_input("shard-count", get("shard-count"), 1, 1)
+    index = _int_input("shard-index", get("shard-index"), 0, 0)
+    if index >= count:
+        raise InputError(
+            "shard-index",
+            f"{index} is not below shard-count {count} (indexes "
+            "start at 0: use a matrix over range(shard-count))",
+        )
+    workers = get("workers")
+    if workers is not None and workers != "auto" and not workers.isdigit():
+        raise InputError("workers", f"{workers!r} is neither a number nor auto")
+
+    def path(key: str) -> Path | None:
+        value = get(key)
+        return Path(value) if value else None
+
+    rerun_from = path("rerun-failed-from")
+    if rerun_from is not None and not rerun_from.is_file():
+        raise InputError(
+            "rerun-failed-from", f"{rerun_from} does not exist (the JUnit file of the earlier run)"
+        )
+    directory = path("working-directory")
+    if directory is not None and not directory.is_dir():
+        raise InputError("working-directory", f"{directory} is not a folder")
+    return RunOptions(
+        tests=_words("tests", get("tests")),
+        markers=get("markers"),
+        pytest_args=_words("pytest-args", get("pytest-args")),
+        working_directory=directory,
+        workers=None if workers in (None, "0") else workers,
+        junit_path=path("junit-path"),
+        shard_count=count,
+        shard_index=index,
+        durations_path=path("durations-path"),
+        allow_no_tests=_bool("allow-no-tests", get("allow-no-tests")),
+        rerun_failed_from=rerun_from,
+        reruns=_int_input("reruns", get("reruns"), 0, 0),
+        python=get("python"),
     )
 
 

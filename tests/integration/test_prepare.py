@@ -438,6 +438,9 @@ def test_local_run_writes_a_private_env_file(
     env_file = run_dir / "prepared.env"
     assert env_file.read_text() == (
         f"export PGPASSWORD='it'\"'\"'s a secret'\nexport AZPYTEST_RUN_DIR={run_dir}\n"
+        f"export AZPYTEST_TENANT_ID={TENANT}\nexport AZPYTEST_CLIENT_ID={CLIENT}\n"
+        "export AZPYTEST_SUBSCRIPTION_ID=c0ffee00-1234-4abc-8def-0123456789ab\n"
+        "export AZPYTEST_CLOUD=AzureCloud\n"
     )
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     assert "azpytest: credential: DefaultAzureCredential (outside GitHub Actions" in result.stdout

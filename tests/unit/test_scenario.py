@@ -79,7 +79,7 @@ def test_yaml_file_is_loaded(tmp_path: Path) -> None:
         ),
         (
             {"faults": [{"service": "dns"}]},
-            "faults[0].service: 'dns' is not one of github, entra, keyvault, arm, kube",
+            "faults[0].service: 'dns' is not one of github, entra, keyvault, arm, kube, ldap",
         ),
         (
             {"faults": [{"status": 999}]},

@@ -23,7 +23,7 @@ AKS_SERVER_APP = "6dae42f8-4368-4678-94ff-3960e28e3630"
 # The well-known client id that `az aks get-credentials` writes into kubelogin's args.
 AZURE_CLI_CLIENT_ID = "80faf920-1908-4b52-b5ef-a8e7bedfc67a"
 
-SERVICES = ("github", "entra", "keyvault", "arm", "kube")
+SERVICES = ("github", "entra", "keyvault", "arm", "kube", "ldap")
 
 
 class ScenarioError(ValueError):
@@ -417,14 +417,14 @@ def _int(obj: dict[str, Any], key: str, where: str, default: int, minimum: int =
         raise ScenarioError(
             f"{where}{'.' if where else ''}{key}: expected a whole number ≥ {minimum}"
         )
-    return value
+    return int(value)
 
 
 def _signed_int(obj: dict[str, Any], key: str, where: str) -> int:
     value = obj.get(key, 0)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ScenarioError(f"{where}.{key}: expected a whole number of seconds, got {value!r}")
-    return value
+    return int(value)
 
 
 def _bool(obj: dict[str, Any], key: str, where: str, default: bool) -> bool:

@@ -20,6 +20,7 @@ from .github import ISSUER_HOST, GitHubOIDC
 from .httpd import FaultBook, RequestLog, SandboxHTTPServer, Service
 from .keyvault import VAULT_SUFFIXES, KeyVault
 from .kubeapi import KubeAPIServer
+from .ldap import LdapResponder
 from .proxy import ConnectProxy
 from .scenario import GITHUB_ISSUER, Fault, Scenario, build_scenario
 from .tokens import SigningKey
@@ -30,6 +31,9 @@ _SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-
 
 class Sandbox:
     """GitHub OIDC, Entra ID, Key Vault, ARM and AKS API stand-ins behind a CONNECT proxy.
+
+    Also an LDAP responder that lets a real PostgreSQL take Entra access tokens as passwords
+    (``ldap_hba_line`` is the pg_hba.conf line that uses it).
 
     >>> with Sandbox() as sandbox:
     ...     env = sandbox.env   # HTTPS_PROXY, REQUESTS_CA_BUNDLE, ACTIONS_ID_TOKEN_REQUEST_* ...
@@ -49,6 +53,7 @@ class Sandbox:
         self._dir: Path | None = None
         self._front: SandboxHTTPServer | None = None
         self._proxy: ConnectProxy | None = None
+        self.ldap: LdapResponder | None = None
         self.clusters: dict[tuple[str, str, str], KubeAPIServer] = {}
         self.env: dict[str, str] = {}
 
@@ -82,6 +87,7 @@ class Sandbox:
         self.github = GitHubOIDC(self.scenario, self.github_key, self.request_token)
         self.entra = Entra(self.scenario, self.entra_key, {GITHUB_ISSUER: self.github_key})
         self.keyvault = KeyVault(self.scenario, self.entra)
+        self.ldap = LdapResponder(self.entra, self.log, self.faults).start()
         for sub in self.scenario.subscriptions:
             for group in sub.resource_groups.values():
                 for cluster in group.clusters.values():
@@ -142,6 +148,9 @@ class Sandbox:
                 server.shutdown()
                 server.server_close()
         self._proxy = self._front = None
+        if self.ldap is not None:
+            self.ldap.stop()
+            self.ldap = None
         for cluster in self.clusters.values():
             cluster.stop()
         self.clusters.clear()
@@ -172,6 +181,17 @@ class Sandbox:
     def proxy_port(self) -> int:
         assert self._proxy is not None, "the sandbox is not running"
         return self._proxy.port
+
+    @property
+    def ldap_port(self) -> int:
+        assert self.ldap is not None, "the sandbox is not running"
+        return self.ldap.port
+
+    @property
+    def ldap_hba_line(self) -> str:
+        """pg_hba.conf line: PostgreSQL logins from 127.0.0.1 take Entra access tokens."""
+        assert self.ldap is not None, "the sandbox is not running"
+        return self.ldap.hba_line
 
     def add_fault(self, **rule: Any) -> Fault:
         from .scenario import parse_fault

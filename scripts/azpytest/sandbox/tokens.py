@@ -7,7 +7,7 @@ import hashlib
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -54,7 +54,7 @@ class SigningKey:
             token,
             self.private.public_key(),
             algorithms=["RS256"],
-            options={"verify_aud": False, **options},  # type: ignore[arg-type]
+            options=cast(Any, {"verify_aud": False, **options}),
         )
         return claims
 

@@ -1,0 +1,424 @@
+"""AKS kubeconfig without az or kubelogin, and `azpytest kube-token`, the exec plugin it names.
+
+`write_kubeconfig` asks ARM for the cluster's kubeconfig (listClusterUserCredential, or
+listClusterAdminCredential with aks-admin) and replaces kubelogin's exec user with an exec of
+this interpreter running `azpytest kube-token`, which prints an `ExecCredential` with a fresh
+Entra token for the AKS server app each time kubectl or the kubernetes client asks. No token
+is ever written into the file; a client-certificate user (a cluster without Entra, or the
+admin credential) is kept as it is, its key masked before anything else is printed.
+
+`kube-token` runs under kubectl: its stdout is the ExecCredential and nothing else, its
+failures are one diagnosis on stderr (which kubectl shows) and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import datetime as dt
+import json
+import logging
+import os
+import re
+import sys
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from urllib3.util.retry import Retry
+
+from azpytest import errors, http, identity
+from azpytest.github import Workflow
+from azpytest.identity import Identity
+from azpytest.prepare import write_private
+from azpytest.settings import INPUT_ENV, InputError, Settings
+from azpytest.settings import load as load_settings
+
+API_VERSION = "2025-10-01"
+# The Entra app every AKS-managed Entra cluster's API server takes tokens for.
+AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
+EXEC_V1 = "client.authentication.k8s.io/v1"
+EXEC_V1BETA1 = "client.authentication.k8s.io/v1beta1"
+EXEC_API_VERSIONS = (EXEC_V1, EXEC_V1BETA1)
+KUBECONFIG = "kubeconfig"
+DEFAULT_AUDIENCE = "api://AzureADTokenExchange"
+# User fields that hold a credential: masked (with their base64 and decoded forms) at once.
+_SECRET_FIELDS = ("client-key-data", "client-certificate-data", "token", "password")
+
+
+# ---------------------------------------------------------------------------- kubeconfig
+
+
+def write_kubeconfig(settings: Settings, who: Identity, workflow: Workflow) -> Path:
+    """The cluster's kubeconfig, kubelogin replaced by `azpytest kube-token`, written 0600."""
+    raw = request_kubeconfig(settings, who, workflow)
+    mask_credentials(raw, workflow)  # before anything else can print a key
+    kubeconfig, notes = replace_kubelogin(raw, settings)
+    for note in notes:
+        workflow.warning(note)
+    path = settings.run_dir / KUBECONFIG
+    write_private(path, yaml.safe_dump(kubeconfig, default_flow_style=False, sort_keys=False))
+    kind = "admin" if settings.aks_admin else "user"
+    users = ", ".join(_describe(u) for u in kubeconfig.get("users") or [])
+    print(
+        f"azpytest: kubeconfig of AKS cluster {settings.aks_cluster} ({kind} credential): "
+        f"{path} (mode 0600); {users}",
+        flush=True,
+    )
+    return path
+
+
+def cluster_id(settings: Settings) -> str:
+    return (
+        f"/subscriptions/{settings.subscription_id}/resourceGroups/{settings.aks_resource_group}"
+        f"/providers/Microsoft.ContainerService/managedClusters/{settings.aks_cluster}"
+    )
+
+
+def _retry() -> Retry:
+    # listCluster*Credential changes nothing: retrying the POST is safe.
+    return Retry(
+        total=4,
+        backoff_factor=0.5,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=("POST",),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+
+
+def request_kubeconfig(settings: Settings, who: Identity, workflow: Workflow) -> dict[str, Any]:
+    """POST list*Credential with the ARM token; ARM's failures become diagnoses."""
+    assert settings.subscription_id and settings.aks_resource_group and settings.aks_cluster
+    action = "listClusterAdminCredential" if settings.aks_admin else "listClusterUserCredential"
+    params = {"api-version": API_VERSION}
+    if not settings.aks_admin:
+        params["format"] = "exec"  # kubelogin's exec, not the retired azure auth-provider
+    url = f"{settings.cloud.arm_endpoint}{cluster_id(settings)}/{action}"
+    host = urllib.parse.urlsplit(settings.cloud.arm_endpoint).hostname or url
+    token = who.get_token(settings.cloud.arm_scope).token  # masked, Entra refusals diagnosed
+    with http.session(workflow.environ, retry=_retry()) as session:
+        try:
+            answer = session.post(
+                url,
+                params=params,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                timeout=(10, 30),
+            )
+        except requests.RequestException as exc:
+            raise errors.unreachable(host, str(exc), workflow.environ) from None
+    if answer.status_code != 200:
+        raise _arm_failure(answer, settings, who, action)
+    try:
+        entries = answer.json()["kubeconfigs"]
+        value = entries[0]["value"]
+        text = base64.b64decode(value, validate=True).decode("utf-8")
+    except (ValueError, KeyError, IndexError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise errors.kubeconfig_unreadable(
+            cluster=settings.aks_cluster,
+            problem="ARM's answer holds no base64 kubeconfig under kubeconfigs[0].value.",
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict):
+        # Mask first: a kubeconfig that is not YAML may still hold a key.
+        workflow.mask(text, encoded=True)
+        raise errors.kubeconfig_unreadable(
+            cluster=settings.aks_cluster, problem="the kubeconfig ARM returned is not YAML."
+        )
+    return data
+
+
+def _arm_failure(
+    answer: requests.Response, settings: Settings, who: Identity, action: str
+) -> errors.Diagnosis:
+    try:
+        error = answer.json().get("error") or {}
+        code, message = str(error.get("code") or ""), str(error.get("message") or "")
+    except (ValueError, AttributeError):
+        code, message = "", answer.text.strip()[:300]
+    assert settings.subscription_id and settings.aks_resource_group and settings.aks_cluster
+    if answer.status_code == 403 and code == "AuthorizationFailed":
+        # ARM names the caller itself; the token's claims say the same when ARM does not.
+        named = re.search(r"client '([^']+)' with object id '([^']+)'", message)
+        client_id = (
+            who.principal.get("appid")
+            or who.principal.get("azp")
+            or (named.group(1) if named else None)
+            or who.client_id
+            or "?"
+        )
+        object_id = who.principal.get("oid") or (named.group(2) if named else "?")
+        return errors.aks_forbidden(
+            cluster=settings.aks_cluster,
+            cluster_id=cluster_id(settings),
+            action=f"Microsoft.ContainerService/managedClusters/{action}/action",
+            admin=settings.aks_admin,
+            client_id=client_id,
+            object_id=object_id,
+            arm_said=message,
+        )
+    if answer.status_code == 404 and code in (
+        "ResourceNotFound",
+        "ResourceGroupNotFound",
+        "SubscriptionNotFound",
+    ):
+        return errors.aks_not_found(
+            code=code,
+            subscription=settings.subscription_id,
+            resource_group=settings.aks_resource_group,
+            cluster=settings.aks_cluster,
+            arm_said=message,
+        )
+    return errors.arm_failed(
+        status=answer.status_code,
+        code=code,
+        arm_said=message,
+        action=action,
+        cluster=settings.aks_cluster,
+        tenant_id=settings.tenant_id,
+        correlation_id=answer.headers.get("x-ms-correlation-request-id"),
+    )
+
+
+def mask_credentials(kubeconfig: Mapping[str, Any], workflow: Workflow) -> None:
+    """Mask every credential a user of the kubeconfig holds: the value as written and, for
+    the base64 `*-data` fields, the decoded PEM (each line) and its other encodings."""
+    for entry in kubeconfig.get("users") or []:
+        user = entry.get("user") if isinstance(entry, Mapping) else None
+        if not isinstance(user, Mapping):
+            continue
+        for name in _SECRET_FIELDS:
+            value = user.get(name)
+            if not isinstance(value, str) or not value:
+                continue
+            workflow.mask(value, encoded=True)
+            if name.endswith("-data"):
+                try:
+                    decoded = base64.b64decode(value, validate=False).decode("utf-8")
+                except (binascii.Error, UnicodeDecodeError):
+                    continue
+                workflow.mask(decoded, encoded=True)
+
+
+def replace_kubelogin(
+    kubeconfig: Mapping[str, Any], settings: Settings
+) -> tuple[dict[str, Any], list[str]]:
+    """The kubeconfig with each kubelogin (or legacy azure auth-provider) user replaced by an
+    exec of `azpytest kube-token`; other users kept. Also returns notes for the user."""
+    result = dict(kubeconfig)
+    users: list[Any] = []
+    notes: list[str] = []
+    for entry in kubeconfig.get("users") or []:
+        user = entry.get("user") if isinstance(entry, Mapping) else None
+        if not isinstance(user, Mapping):
+            users.append(entry)
+            continue
+        server_id = _entra_server_id(user)
+        if server_id is not None:
+            users.append({**entry, "user": kube_token_user(server_id, settings)})
+            continue
+        exec_ = user.get("exec")
+        if isinstance(exec_, Mapping) and exec_.get("command"):
+            notes.append(
+                f"kubeconfig user {entry.get('name')!r} runs {exec_['command']!r}, which "
+                "azpytest does not replace: it must be installed where kubectl runs"
+            )
+        users.append(entry)
+    result["users"] = users
+    return result, notes
+
+
+def _entra_server_id(user: Mapping[str, Any]) -> str | None:
+    """The AKS server app a kubelogin exec (or azure auth-provider) user asks a token for."""
+    exec_ = user.get("exec")
+    if isinstance(exec_, Mapping):
+        command = str(exec_.get("command") or "")
+        args = [str(a) for a in exec_.get("args") or []]
+        name = command.replace("\\", "/").rsplit("/", 1)[-1].lower().removesuffix(".exe")
+        if name == "kubelogin" or "get-token" in args:
+            return _flag(args, "--server-id") or AKS_SERVER_ID
+        return None
+    provider = user.get("auth-provider")
+    if isinstance(provider, Mapping) and provider.get("name") == "azure":
+        config = provider.get("config") or {}
+        return str(config.get("apiserver-id") or AKS_SERVER_ID)
+    return None
+
+
+def _flag(args: Sequence[str], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def kube_token_user(server_id: str, settings: Settings) -> dict[str, Any]:
+    """The exec user that runs `azpytest kube-token` with this interpreter: identifiers only,
+    never a token or secret (in Actions every step has the OIDC request variables)."""
+    # -P (3.11+): the working directory kubectl runs in is not put on sys.path, so a
+    # `yaml.py` or `requests/` there cannot shadow the plugin's imports.
+    isolate = ["-P"] if sys.version_info >= (3, 11) else []
+    args = [*isolate, "-m", "azpytest", "kube-token", "--server-id", server_id]
+    if settings.tenant_id:
+        args += ["--tenant-id", settings.tenant_id]
+    if settings.client_id:
+        args += ["--client-id", settings.client_id]
+    args += ["--cloud", settings.cloud.name]
+    if settings.audience != DEFAULT_AUDIENCE:
+        args += ["--audience", settings.audience]
+    return {
+        "exec": {
+            "apiVersion": EXEC_V1,
+            "command": os.path.abspath(sys.executable),
+            "args": args,
+            "env": None,
+            "interactiveMode": "Never",
+            "provideClusterInfo": False,
+            "installHint": (
+                f"azpytest kube-token runs with {os.path.abspath(sys.executable)}, the Python "
+                "that ran `azpytest prepare`: run kubectl in the same job, after that step."
+            ),
+        }
+    }
+
+
+def _describe(entry: Any) -> str:
+    user = entry.get("user") if isinstance(entry, Mapping) else None
+    name = entry.get("name") if isinstance(entry, Mapping) else "?"
+    if isinstance(user, Mapping) and isinstance(user.get("exec"), Mapping):
+        args = [str(a) for a in user["exec"].get("args") or []]
+        if "kube-token" in args:
+            server_id = _flag(args, "--server-id")
+            return f"user {name}: azpytest kube-token (Entra token for {server_id})"
+        return f"user {name}: exec {user['exec'].get('command')}"
+    if isinstance(user, Mapping) and "client-key-data" in user:
+        return f"user {name}: client certificate (key masked)"
+    return f"user {name}"
+
+
+# ---------------------------------------------------------------------------- kube-token
+
+
+class _BadFlags(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would print usage and exit itself
+        raise _BadFlags(message)
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="azpytest kube-token",
+        add_help=False,
+        description="Print a Kubernetes ExecCredential with a fresh Entra token for an AKS "
+        "API server (the kubeconfig's exec plugin; kubectl runs it).",
+    )
+    parser.add_argument("--server-id", required=True, help="the AKS server app (token audience)")
+    parser.add_argument("--tenant-id")
+    parser.add_argument("--client-id")
+    parser.add_argument("--cloud")
+    parser.add_argument("--audience", help="of the GitHub OIDC token (default as prepare's)")
+    return parser
+
+
+def exec_api_version(exec_info: str | None) -> str:
+    """The ExecCredential apiVersion kubectl asks for in KUBERNETES_EXEC_INFO (default v1)."""
+    if not exec_info:
+        return EXEC_V1
+    try:
+        data = json.loads(exec_info)
+    except ValueError:
+        raise ValueError("KUBERNETES_EXEC_INFO is not JSON") from None
+    version = data.get("apiVersion") if isinstance(data, dict) else None
+    if not version:
+        return EXEC_V1
+    if version not in EXEC_API_VERSIONS:
+        raise ValueError(
+            f"KUBERNETES_EXEC_INFO asks for {version}; kube-token answers "
+            f"{' or '.join(EXEC_API_VERSIONS)}"
+        )
+    return str(version)
+
+
+def exec_credential(api_version: str, token: str, expires_on: int) -> dict[str, Any]:
+    expiry = dt.datetime.fromtimestamp(expires_on, dt.timezone.utc)
+    return {
+        "kind": "ExecCredential",
+        "apiVersion": api_version,
+        "spec": {"interactive": False},
+        "status": {"token": token, "expirationTimestamp": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")},
+    }
+
+
+# The inputs kube-token reads; the variables of every other input are not looked at, so a
+# value only prepare uses cannot fail the plugin under kubectl.
+_TOKEN_INPUTS = {"tenant-id", "client-id", "cloud", "audience", "env-file", "debug"}
+
+
+def token_main(argv: list[str]) -> int:
+    """`azpytest kube-token`: stdout is the ExecCredential and nothing else; a failure is a
+    diagnosis on stderr and exit 1 (2 for bad flags), never a traceback or a token."""
+    prefix = "azpytest kube-token: "
+    try:
+        options = _parser().parse_args(argv)
+        api_version = exec_api_version(os.environ.get("KUBERNETES_EXEC_INFO"))
+    except (_BadFlags, ValueError) as exc:
+        print(f"{prefix}error: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+    ignored = {
+        variable
+        for name, variables in INPUT_ENV.items()
+        if name not in _TOKEN_INPUTS
+        for variable in variables
+    }
+    environ = {k: v for k, v in os.environ.items() if k not in ignored}
+    flags = {
+        "tenant-id": options.tenant_id,
+        "client-id": options.client_id,
+        "cloud": options.cloud,
+        "audience": options.audience,
+    }
+    try:
+        loaded = load_settings(flags, environ)
+    except InputError as exc:
+        print(f"{prefix}error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    if not loaded.debug:
+        # azure-identity logs each failure as a warning; the diagnosis below says it once.
+        logging.getLogger("azure").addHandler(logging.NullHandler())
+    # Under kubectl no workflow command may be sent (and stdout is kubectl's): the runner's
+    # environment minus GITHUB_ACTIONS makes every Workflow call print nothing.
+    workflow = Workflow({**os.environ, "GITHUB_ACTIONS": ""}, out=sys.stderr)
+    try:
+        who = identity.build(loaded, workflow)
+        try:
+            token = who.get_token(f"{options.server_id}/.default")
+        finally:
+            who.close()
+    except errors.Diagnosis as diagnosis:
+        print(prefix + diagnosis.text(), file=sys.stderr, flush=True)
+        return diagnosis.exit_code
+    except Exception as exc:  # a plugin under kubectl must never show a traceback
+        if isinstance(exc, ServiceRequestError | ServiceResponseError):
+            host = loaded.cloud.authority_host
+            print(prefix + errors.unreachable(host, str(exc), os.environ).text(), file=sys.stderr)
+        else:
+            print(f"{prefix}error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    credential = exec_credential(api_version, token.token, token.expires_on)
+    sys.stdout.write(json.dumps(credential) + "\n")
+    sys.stdout.flush()
+    return 0

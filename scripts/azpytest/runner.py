@@ -1,0 +1,171 @@
+"""`azpytest run`: pytest in a subprocess with the prepared environment and JUnit output.
+
+The suite's output streams live. "No tests collected" (exit 5) is an error unless the user
+opts out: a filter that matches nothing must not pass as green. Shards are pytest-split
+groups (by recorded durations, else evenly by count); flaky retries are pytest-rerunfailures.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from types import FrameType
+
+from azpytest.github import Workflow
+from azpytest.settings import InputError, Settings
+
+NO_TESTS = 5
+
+
+def failed_node_ids(junit: Path, root: Path | None = None) -> list[str]:
+    """Node ids of the failed and errored tests of a JUnit file, streamed."""
+    from azpytest.report import node_id_of  # one rule for class name -> node id
+
+    found: list[str] = []
+    try:
+        for _event, element in ET.iterparse(junit, events=("end",)):
+            if element.tag != "testcase":
+                continue
+            if element.find("failure") is not None or element.find("error") is not None:
+                node = node_id_of(
+                    element.get("classname", ""),
+                    element.get("name", ""),
+                    element.get("file"),
+                    root or Path.cwd(),
+                )
+                if node not in found:
+                    found.append(node)
+            element.clear()
+    except ET.ParseError as exc:
+        raise InputError("rerun-failed-from", f"{junit} is not valid JUnit XML: {exc}") from None
+    return found
+
+
+def _local_env(settings: Settings) -> dict[str, str]:
+    """Outside Actions, what `prepare` wrote to its 0600 export file (Actions has GITHUB_ENV)."""
+    path = settings.run_dir / "prepared.env"
+    values: dict[str, str] = {}
+    if settings.in_actions or not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = shlex.split(line.removeprefix("export "))
+        if parts and "=" in parts[0]:
+            name, value = parts[0].split("=", 1)
+            values[name] = value
+    return values
+
+
+def pytest_command(settings: Settings, junit: Path, tests: list[str]) -> list[str]:
+    options = settings.run
+    command = [
+        options.python or sys.executable,
+        "-m",
+        "pytest",
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit2",
+    ]
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        # Otherwise the entry points load them; naming a plugin twice is an error.
+        command += [
+            "-p",
+            "azpytest.plugin",
+            "-p",
+            "pytest_split.plugin",
+            "-p",
+            "xdist.plugin",
+            "-p",
+            "pytest_rerunfailures",
+        ]
+    # Every option as one `--name=value` word: pytest takes any word that does not start
+    # with "-" for a path when it looks for the rootdir, values included.
+    if options.markers:
+        command += [f"-m={options.markers}"]
+    if options.workers:
+        command += [f"--numprocesses={options.workers}"]
+    if options.reruns:
+        command += [f"--reruns={options.reruns}"]
+    if options.shard_count > 1:
+        command += [
+            f"--splits={options.shard_count}",
+            f"--group={options.shard_index + 1}",
+            "--splitting-algorithm=least_duration",
+        ]
+    # pytest-split reads and stores durations in one file: this shard's own copy of the
+    # input durations, which the run updates with what it measured (for the next run).
+    command += ["--store-durations", f"--durations-path={durations_out(settings)}"]
+    command += list(options.pytest_args)
+    command += tests
+    return command
+
+
+def durations_out(settings: Settings) -> Path:
+    return settings.run_dir / f"durations-{settings.run.shard_index}.json"
+
+
+def run(settings: Settings, workflow: Workflow) -> int:
+    options = settings.run
+    settings.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    junit = (options.junit_path or settings.run_dir / "junit.xml").resolve()
+    junit.parent.mkdir(parents=True, exist_ok=True)
+    tests = list(options.tests)
+    if options.rerun_failed_from is not None:
+        tests = failed_node_ids(options.rerun_failed_from, options.working_directory or Path.cwd())
+        if not tests:
+            print(
+                f"azpytest: {options.rerun_failed_from} lists no failed tests: nothing to rerun",
+                flush=True,
+            )
+            return 0
+        print(
+            f"azpytest: rerunning the {len(tests)} failed test(s) of {options.rerun_failed_from}",
+            flush=True,
+        )
+    command = pytest_command(settings, junit, tests)
+    env = {**os.environ, **_local_env(settings), "AZPYTEST_RUN_DIR": str(settings.run_dir)}
+    durations = durations_out(settings)
+    if options.durations_path is not None and options.durations_path.is_file():
+        shutil.copyfile(options.durations_path, durations)
+    with workflow.group("azpytest run: command"):
+        print(" ".join(shlex.quote(part) for part in command), flush=True)
+    started = time.monotonic()
+    code = _run_streaming(command, env, options.working_directory)
+    elapsed = time.monotonic() - started
+    workflow.set_output("junit-path", str(junit))
+    print(f"azpytest: pytest exited {code} after {elapsed:.1f} s; JUnit: {junit}", flush=True)
+    if code == NO_TESTS and not options.allow_no_tests:
+        selection = " ".join(tests) or "(the default selection)"
+        workflow.error(
+            f"pytest collected no tests for {selection}"
+            + (f" with -m {options.markers!r}" if options.markers else "")
+            + ". A filter that matches nothing would pass as green; fix the tests/markers "
+            "inputs, or set allow-no-tests: true if an empty run is expected.",
+            title="azpytest run: no tests collected",
+        )
+        return NO_TESTS
+    if code == NO_TESTS:
+        return 0
+    return code
+
+
+def _run_streaming(command: list[str], env: dict[str, str], cwd: Path | None) -> int:
+    """Run with the output going straight to ours (live), forwarding SIGINT/SIGTERM."""
+    child = subprocess.Popen(command, env=env, cwd=cwd)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return code if code >= 0 else 128 - code

@@ -1,0 +1,165 @@
+"""The pytest plugin as users meet it, run with pytester: fixtures, skip/fail texts, options."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from azpytest.sandbox import Sandbox
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in list(os.environ):
+        if name.startswith(("AZPYTEST_", "AZURE_", "ACTIONS_ID_TOKEN", "GITHUB_")) or name in (
+            "CI",
+            "KUBECONFIG",
+        ):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_plugin_registers_marker_and_option(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.integration: the test uses real Azure or database resources*"]
+    )
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["*--integration-debug*log azure-core HTTP requests*"])
+
+
+def test_plugin_is_inert_without_configuration(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "reason"),
+    [
+        (
+            "keyvault",
+            "azpytest: no Key Vault secrets were prepared; run `azpytest prepare` with key-vault and secrets set",
+        ),
+        (
+            "kubeconfig",
+            "azpytest: no AKS kubeconfig was prepared; set aks-resource-group and aks-cluster for `azpytest prepare`",
+        ),
+        (
+            "real_aks_cluster",
+            "azpytest: no AKS kubeconfig was prepared; set aks-resource-group and aks-cluster for `azpytest prepare`",
+        ),
+        (
+            "db_connection",
+            "azpytest: no connections were prepared (AZPYTEST_CONNECTIONS is not set); set the profiles input of `azpytest prepare`",
+        ),
+    ],
+)
+def test_missing_configuration_skips_locally_and_fails_in_ci(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, fixture: str, reason: str
+) -> None:
+    pytester.makepyfile(f"def test_needs_it({fixture}):\n    pass\n")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines([f"SKIPPED*{reason}"])
+    clean_env.setenv("CI", "true")
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*{reason} (failing rather than skipping because CI=true)"])
+
+
+def test_azure_credential_in_ci_mode_gets_tokens_from_github_oidc(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, sandbox: Sandbox
+) -> None:
+    for name, value in sandbox.env.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("GITHUB_ACTIONS", "true")
+    clean_env.setenv("CI", "true")
+    pytester.makepyfile(
+        """
+        from azure.keyvault.secrets import SecretClient
+
+        def test_reads_a_secret(azure_credential, azure_token):
+            assert azure_token("https://management.azure.com/.default").startswith("eyJ")
+            client = SecretClient("https://kv-azpytest.vault.azure.net", azure_credential)
+            assert client.get_secret("pg-user").value == "app"
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    assert len(sandbox.log.select(service="github")) >= 1  # the credential asked GitHub
+
+
+def test_entra_refusal_fails_the_test_with_the_diagnosis(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, make_sandbox: Callable[..., Sandbox]
+) -> None:
+    sandbox = make_sandbox({"github": {"environment": "staging"}})
+    for name, value in sandbox.env.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("GITHUB_ACTIONS", "true")
+    pytester.makepyfile(
+        """
+        def test_token(azure_token):
+            azure_token("https://vault.azure.net/.default")
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*Entra ID found no federated credential on app 3f1e2d4c-6b5a-4978-8a9b-0c1d2e3f4a5b for this job (AADSTS70021).",
+            "*assertion subject   repo:octo-org/octo-repo:environment:staging",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_keyvault_fixture_reads_prepared_secrets(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "prepared.json").write_text(
+        json.dumps({"secrets": [{"name": "pg-host", "env": "DB_HOST"}], "masked_env": ["DB_HOST"]})
+    )
+    clean_env.setenv("AZPYTEST_RUN_DIR", str(run_dir))
+    clean_env.setenv("DB_HOST", "db.internal")
+    pytester.makepyfile(
+        """
+        def test_value(keyvault, keyvault_secret):
+            assert keyvault["pg-host"] == "db.internal"
+            assert keyvault_secret("pg-host") == "db.internal"
+            assert keyvault.names() == ["pg-host"]
+
+        def test_unknown(keyvault_secret):
+            keyvault_secret("pg-pass")
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*azpytest: secret 'pg-pass' was not prepared; add it to the secrets input (prepared: pg-host)"
+        ]
+    )
+
+
+def test_plugin_adds_little_to_pytest_startup() -> None:
+    """The plugin module imports nothing heavy (the figure itself lives in bench/)."""
+    code = (
+        "import sys, azpytest.plugin; heavy = [m for m in ('azure.identity', 'kubernetes', "
+        "'requests', 'azure.keyvault.secrets', 'psycopg', 'yaml') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
