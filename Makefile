@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all bootstrap test unit integration lint demo bench clean
+.PHONY: all bootstrap test unit integration e2e lint demo bench clean
 
 all: test
 
@@ -27,13 +27,20 @@ unit: bootstrap
 integration: bootstrap
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
+e2e: bootstrap
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
 lint: bootstrap
 	$(BIN)/ruff check scripts tests bench examples
 	$(BIN)/ruff format --check scripts tests bench examples
 	$(BIN)/mypy
+	$(BIN)/actionlint .github/workflows/*.yml workflows/*.yml
+	$(BIN)/zizmor --offline --quiet --config .github/zizmor.yml action.yml .github/workflows/ workflows/
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml workflows/*.yml
 
 demo: bootstrap
-	$(BIN)/azpytest sandbox -- $(BIN)/python examples/demo.py
+	$(BIN)/python examples/demo.py
 
 bench: bootstrap
 	$(BIN)/python bench/sandbox.py

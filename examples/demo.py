@@ -1,110 +1,165 @@
-"""`make demo`: the whole flow on this machine, against the sandbox and a throwaway PostgreSQL.
+"""`make demo`: the whole flow on this machine, as a GitHub Actions job would run it.
 
-Run inside `azpytest sandbox -- ...`, so only standard environment points the real clients at
-the stand-ins: HTTPS_PROXY, REQUESTS_CA_BUNDLE and ACTIONS_ID_TOKEN_REQUEST_*. Every secret
-value is shown masked, as the action masks it.
+A throwaway PostgreSQL and the sandbox (stand-ins of GitHub OIDC, Entra ID, Key Vault, ARM
+and the AKS API, reached only through HTTPS_PROXY, REQUESTS_CA_BUNDLE and
+ACTIONS_ID_TOKEN_REQUEST_*) are started; then the action's steps run one after the other,
+each a `python -m azpytest <step>` process with the runner's files (GITHUB_ENV,
+GITHUB_OUTPUT, GITHUB_STEP_SUMMARY) carried between them as the runner carries them:
+prepare, run (the suite in examples/project, one test failing on purpose), report, cleanup.
 """
 
 from __future__ import annotations
 
-import base64
 import os
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
-import jwt
-import requests
-import yaml
-from azure.identity import ClientAssertionCredential
-from azure.keyvault.secrets import SecretClient
-
+from azpytest.sandbox import Sandbox, build_scenario
 from azpytest.sandbox.postgres import TempPostgres
 
-VAULT = "https://kv-azpytest.vault.azure.net"
-CLUSTER = (
-    "/subscriptions/{sub}/resourceGroups/rg-azpytest/providers/"
-    "Microsoft.ContainerService/managedClusters/aks-azpytest"
-)
-AKS_SERVER_APP = "6dae42f8-4368-4678-94ff-3960e28e3630"
+HERE = Path(__file__).resolve().parent
+PASSWORD = "Demo-s3cret-Passw0rd"
+PROFILES = textwrap.dedent("""
+    connections:
+      orders:
+        kind: postgres
+        host: {secret: pg-host}
+        port: {secret: pg-port}
+        database: {secret: pg-database}
+        user: {secret: pg-user}
+        password: {secret: pg-password}
+""")
 
 
-def step(text: str) -> None:
-    print(f"\n== {text}", flush=True)
+def parse_env_file(path: Path) -> dict[str, str]:
+    """GITHUB_ENV as the runner reads it: NAME<<DELIMITER ... DELIMITER blocks."""
+    values: dict[str, str] = {}
+    lines = path.read_text(encoding="utf-8").split("\n")
+    i = 0
+    while i < len(lines):
+        if "<<" in lines[i]:
+            name, delimiter = lines[i].split("<<", 1)
+            end = lines.index(delimiter, i + 1)
+            values[name] = "\n".join(lines[i + 1 : end])
+            i = end
+        i += 1
+    return values
 
 
-def github_assertion() -> str:
-    """A fresh GitHub OIDC token, asked for every time Entra needs an assertion."""
-    url = os.environ["ACTIONS_ID_TOKEN_REQUEST_URL"] + "&audience=api%3A%2F%2FAzureADTokenExchange"
-    headers = {"Authorization": f"Bearer {os.environ['ACTIONS_ID_TOKEN_REQUEST_TOKEN']}"}
-    answer = requests.get(url, headers=headers, timeout=10)
-    answer.raise_for_status()
-    return str(answer.json()["value"])
+def step(title: str, command: list[str], env: dict[str, str], files: dict[str, Path]) -> int:
+    print(f"\n\033[1m== {title}: azpytest {' '.join(command)}\033[0m", flush=True)
+    env = {**env, **parse_env_file(files["GITHUB_ENV"])}
+    done = subprocess.run(
+        [sys.executable, "-m", "azpytest", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # The runner hides ::add-mask:: lines and shows workflow commands as annotations.
+    for line in (done.stdout + done.stderr).splitlines():
+        if line.startswith("::add-mask::"):
+            continue
+        if line.startswith("::"):
+            print(f"   [annotation] {line[:160]}")
+        else:
+            print(f"   {line}")
+    print(f"   -> exit {done.returncode}", flush=True)
+    return done.returncode
 
 
 def main() -> int:
-    started = time.perf_counter()
-    step("GitHub OIDC: the job's identity token (claims only; the token itself is never printed)")
-    claims = jwt.decode(github_assertion(), options={"verify_signature": False})
-    for name in ("iss", "sub", "aud", "job_workflow_ref"):
-        print(f"  {name:17} {claims[name]}")
-    print(f"  lifetime          {claims['exp'] - claims['iat']} s")
+    began = time.perf_counter()
+    with TempPostgres() as pg, tempfile.TemporaryDirectory(prefix="azpytest-demo-") as folder:
+        with pg.connect(autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE app_ci LOGIN PASSWORD '{PASSWORD}'")
+            conn.execute("CREATE DATABASE shop_db OWNER app_ci")
+        scenario = build_scenario(
+            {
+                "vaults": [
+                    {
+                        "name": "kv-azpytest",
+                        "grants": [{"principal": "azpytest-ci"}],
+                        "secrets": {
+                            "pg-host": pg.host,
+                            "pg-port": str(pg.port),
+                            "pg-database": "shop_db",
+                            "pg-user": "app_ci",
+                            "pg-password": PASSWORD,
+                        },
+                    }
+                ]
+            }
+        )
+        with Sandbox(scenario) as sandbox:
+            runner = Path(folder)
+            files = {
+                name: runner / name.lower()
+                for name in ("GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY")
+            }
+            for path in files.values():
+                path.touch()
+            (runner / "temp").mkdir()
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "AZPYTEST_"))}
+            env.update(sandbox.env)
+            env.update({k: str(v) for k, v in files.items()})
+            env.update(
+                {
+                    "GITHUB_ACTIONS": "true",
+                    "CI": "true",
+                    "RUNNER_TEMP": str(runner / "temp"),
+                    "GITHUB_RUN_ID": "4242",
+                    "GITHUB_RUN_ATTEMPT": "1",
+                    "GITHUB_JOB": "demo",
+                    "GITHUB_WORKSPACE": str(HERE / "project"),
+                }
+            )
+            inputs = {
+                "AZPYTEST_TENANT_ID": sandbox.env["AZURE_TENANT_ID"],
+                "AZPYTEST_CLIENT_ID": sandbox.env["AZURE_CLIENT_ID"],
+                "AZPYTEST_SUBSCRIPTION_ID": sandbox.env["AZURE_SUBSCRIPTION_ID"],
+                "AZPYTEST_KEY_VAULT": "kv-azpytest",
+                "AZPYTEST_SECRETS": "- pg-*",
+                "AZPYTEST_AKS_RESOURCE_GROUP": "rg-azpytest",
+                "AZPYTEST_AKS_CLUSTER": "aks-azpytest",
+                "AZPYTEST_PROFILES": PROFILES,
+            }
+            step("prepare", ["prepare"], {**env, **inputs}, files)
+            step(
+                "run",
+                ["run"],
+                {
+                    **env,
+                    "AZPYTEST_WORKING_DIRECTORY": str(HERE / "project"),
+                    "AZPYTEST_DEFER_TEST_FAILURE": "true",
+                },
+                files,
+            )
+            step("report", ["report"], {**env, "AZPYTEST_FAIL_ON_TEST_FAILURE": "true"}, files)
+            step("cleanup", ["cleanup"], env, files)
 
-    step("Entra ID: the assertion traded for access tokens (workload identity federation)")
-    credential = ClientAssertionCredential(
-        os.environ["AZURE_TENANT_ID"], os.environ["AZURE_CLIENT_ID"], github_assertion
-    )
-    token = credential.get_token("https://vault.azure.net/.default")
-    access = jwt.decode(token.token, options={"verify_signature": False})
-    print(f"  vault token for appid={access['appid']} oid={access['oid']}")
-    print(f"  expires in {token.expires_on - int(time.time())} s")
-
-    step("Key Vault: connection metadata (values masked)")
-    vault = SecretClient(VAULT, credential)
-    secrets = {
-        p.name: vault.get_secret(p.name).value or "" for p in vault.list_properties_of_secrets()
-    }
-    for name, value in sorted(secrets.items()):
-        print(f"  {name:12} *** ({len(value)} characters)")
-
-    step("ARM: the AKS cluster's kubeconfig (kubelogin exec, as AKS returns it)")
-    arm_token = credential.get_token("https://management.azure.com/.default").token
-    url = "https://management.azure.com" + CLUSTER.format(sub=os.environ["AZURE_SUBSCRIPTION_ID"])
-    answer = requests.post(
-        f"{url}/listClusterUserCredential?api-version=2025-10-01",
-        headers={"Authorization": f"Bearer {arm_token}"},
-        timeout=10,
-    )
-    answer.raise_for_status()
-    kubeconfig = yaml.safe_load(base64.b64decode(answer.json()["kubeconfigs"][0]["value"]))
-    cluster = kubeconfig["clusters"][0]["cluster"]
-    user = kubeconfig["users"][0]["user"]
-    print(f"  server   {cluster['server']}")
-    print(f"  user     exec {user['exec']['command']} {' '.join(user['exec']['args'][:1])} ...")
-
-    step("AKS API: namespaces, with an Entra token for the AKS server app")
-    from kubernetes import client as k8s
-
-    with tempfile.TemporaryDirectory() as folder:
-        ca_file = Path(folder) / "ca.crt"
-        ca_file.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
-        config = k8s.Configuration()
-        config.host = cluster["server"]
-        config.ssl_ca_cert = str(ca_file)
-        aks_token = credential.get_token(f"{AKS_SERVER_APP}/.default").token
-        config.api_key = {"authorization": f"Bearer {aks_token}"}
-        with k8s.ApiClient(config) as api:
-            names = [ns.metadata.name for ns in k8s.CoreV1Api(api).list_namespace().items]
-    print(f"  {', '.join(names)}")
-
-    step("PostgreSQL: a throwaway server, reached with a password login")
-    with TempPostgres() as pg, pg.connect() as conn:
-        version = conn.execute("select version()").fetchone()
-        assert version is not None
-        print(f"  {str(version[0]).split(',')[0]} on {pg.host}:{pg.port}")
-
-    print(f"\ndemo finished in {time.perf_counter() - started:.1f} s")
+            print("\n\033[1m== the job summary (GITHUB_STEP_SUMMARY), first lines\033[0m")
+            for line in files["GITHUB_STEP_SUMMARY"].read_text().splitlines()[:24]:
+                print(f"   {line}")
+            print("\n\033[1m== step outputs (GITHUB_OUTPUT)\033[0m")
+            for name, value in parse_env_file(files["GITHUB_OUTPUT"]).items():
+                print(f"   {name} = {value[:100]}")
+            run_dir = runner / "temp" / "azpytest" / "4242-1-demo"
+            print("\n\033[1m== left in the run folder (no credential file)\033[0m")
+            for path in sorted(run_dir.rglob("*")):
+                if path.is_file():
+                    print(f"   {path.relative_to(run_dir)}")
+            leaked = [
+                p
+                for p in run_dir.rglob("*")
+                if p.is_file() and PASSWORD in p.read_text(errors="replace")
+            ]
+            print(f"\n   the database password appears in {len(leaked)} of the files left behind")
+    print(f"\ndemo finished in {time.perf_counter() - began:.1f} s")
     return 0
 
 

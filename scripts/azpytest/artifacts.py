@@ -17,6 +17,7 @@ from pathlib import Path
 from azpytest.github import mask_forms
 
 MASK = "***"
+MIN_SCRUBBED = 4
 _UNSAFE = re.compile(r"[^\w.\-=\[\]@+,]+", re.UNICODE)
 _PART_MAX = 80
 _PATH_MAX = 200
@@ -36,7 +37,9 @@ class Scrubber:
 
     def add(self, value: str) -> None:
         if value:
-            self._set.update(mask_forms(value, encoded=True))
+            # A value of a few characters ("app", a port) would blank parts of every word and
+            # path that contains it; the runner still masks it in the log.
+            self._set.update(f for f in mask_forms(value, encoded=True) if len(f) >= MIN_SCRUBBED)
             # Longest first, so a value is replaced before any line of it.
             self._forms = sorted(self._set, key=len, reverse=True)
 

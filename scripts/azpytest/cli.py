@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser(
+        "cleanup",
+        parents=[inputs],
+        help="delete the run's credential files (kubeconfig, profiles); keep the results",
+    )
+    commands.add_parser(
         "report",
         add_help=False,
         help="job summary, annotations and outputs from JUnit files (azpytest report --help)",
@@ -197,19 +202,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(arguments)
     if args.command == "sandbox":
         return _sandbox(args)
-    if args.command in ("prepare", "run"):
+    if args.command in ("prepare", "run", "cleanup"):
         return _step(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices
 
 
 def _step(args: argparse.Namespace) -> int:
-    from azpytest import prepare, runner, settings
+    from azpytest import cleanup, prepare, runner, settings
 
     workflow = Workflow(os.environ)
     try:
         loaded = settings.load(_flags(args), os.environ)
         if args.command == "run":
             return runner.run(loaded, workflow)
+        if args.command == "cleanup":
+            return cleanup.run(loaded, workflow)
     except settings.InputError as exc:
         return _bad_input(args.command, exc, workflow)
     return prepare.run(loaded, workflow)

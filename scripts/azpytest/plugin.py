@@ -11,6 +11,7 @@ CI is a suite that silently stopped testing.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import sys
@@ -107,8 +108,30 @@ def _scrub_report(report: Any, scrubber: Any) -> None:
         text = str(report.longrepr)
         clean = scrubber.text(text)
         if clean != text:
-            report.longrepr = clean
+            report.longrepr = _ScrubbedRepr(
+                clean, getattr(report.longrepr, "reprcrash", None), scrubber
+            )
     report.sections = [(title, scrubber.text(content)) for title, content in report.sections]
+
+
+class _ScrubbedRepr:
+    """A failure's text with masked values replaced, keeping the crash location and message
+    that the JUnit writer and the terminal summary read."""
+
+    def __init__(self, text: str, crash: Any, scrubber: Any) -> None:
+        self._text = text
+        self.reprcrash = None
+        if crash is not None and dataclasses.is_dataclass(crash):
+            self.reprcrash = dataclasses.replace(
+                crash, path=scrubber.text(str(crash.path)), message=scrubber.text(crash.message)
+            )
+
+    def __str__(self) -> str:
+        return self._text
+
+    def toterminal(self, out: Any) -> None:
+        for line in self._text.splitlines():
+            out.line(line)
 
 
 def _write_failure(item: pytest.Item, report: Any, writer: Any) -> None:

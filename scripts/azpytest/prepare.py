@@ -74,8 +74,10 @@ def run(settings: Settings, workflow: Workflow) -> int:
     ):
         if value:
             workflow.set_env(name, value)
+    workflow.set_output("run-dir", str(run_dir))
     if kubeconfig is not None:
         workflow.set_env("KUBECONFIG", str(kubeconfig))
+        workflow.set_output("kubeconfig-path", str(kubeconfig))
     if settings.profiles is not None:
         from azpytest import profiles
 

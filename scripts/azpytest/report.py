@@ -918,6 +918,11 @@ def resolve_inputs(
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     environ = os.environ
+    # The action passes its inputs through the environment.
+    if not args.junit and environ.get("AZPYTEST_JUNIT_PATH"):
+        args.junit = [environ["AZPYTEST_JUNIT_PATH"]]
+    if environ.get("AZPYTEST_FAIL_ON_TEST_FAILURE", "").strip().lower() == "true":
+        args.fail_on_failure = True
     workflow = Workflow(environ)
     try:
         return _report(args, environ, workflow)

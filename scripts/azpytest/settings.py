@@ -9,6 +9,7 @@ turns into exit code 2 and one line naming the input and the fix.
 from __future__ import annotations
 
 import fnmatch
+import glob
 import os
 import re
 import shlex
@@ -145,7 +146,7 @@ class RunOptions:
     shard_index: int = 0  # 0-based, as a matrix over range(shard_count) gives it
     durations_path: Path | None = None
     allow_no_tests: bool = False
-    rerun_failed_from: Path | None = None
+    rerun_failed_from: tuple[Path, ...] = ()  # JUnit files (a glob: the shards of a run)
     reruns: int = 0
     python: str | None = None  # the interpreter that runs pytest (default: this one)
 
@@ -372,11 +373,21 @@ def _run_options(get: Callable[[str], str | None]) -> RunOptions:
         value = get(key)
         return Path(value) if value else None
 
-    rerun_from = path("rerun-failed-from")
-    if rerun_from is not None and not rerun_from.is_file():
-        raise InputError(
-            "rerun-failed-from", f"{rerun_from} does not exist (the JUnit file of the earlier run)"
+    rerun_from: tuple[Path, ...] = ()
+    pattern = get("rerun-failed-from")
+    if pattern:
+        found = (
+            sorted(glob.glob(pattern, recursive=True))
+            if glob.has_magic(pattern)
+            else ([pattern] if Path(pattern).is_file() else [])
         )
+        if not found:
+            raise InputError(
+                "rerun-failed-from",
+                f"{pattern} matches no file (the JUnit file "
+                "of the earlier run, or a glob of its shards')",
+            )
+        rerun_from = tuple(Path(f) for f in found)
     directory = path("working-directory")
     if directory is not None and not directory.is_dir():
         raise InputError("working-directory", f"{directory} is not a folder")
