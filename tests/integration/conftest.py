@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import secrets
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from azpytest.sandbox.postgres import PostgresUnavailable, TempPostgres, find_bindir
 
@@ -40,3 +45,39 @@ def postgres(postgres_bindir: Path) -> Iterator[TempPostgres]:
         yield pg
     finally:
         pg.stop()
+
+
+@dataclass(frozen=True)
+class AppDatabase:
+    """A database of its own and a login role owning it, on the session's PostgreSQL."""
+
+    pg: TempPostgres
+    name: str
+    user: str
+    password: str
+
+    def admin(self) -> psycopg.Connection[Any]:
+        return self.pg.connect(dbname=self.name, autocommit=True)
+
+
+@pytest.fixture
+def app_database(postgres: TempPostgres) -> Iterator[AppDatabase]:
+    suffix = uuid.uuid4().hex[:10]
+    db = AppDatabase(postgres, f"app_{suffix}", f"app_{suffix}", secrets.token_urlsafe(18))
+    with postgres.connect(autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(db.user), sql.Literal(db.password)
+            )
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(db.name), sql.Identifier(db.user)
+            )
+        )
+    yield db
+    with postgres.connect(autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db.name))
+        )
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db.user)))

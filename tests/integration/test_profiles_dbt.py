@@ -9,9 +9,7 @@ import os
 import re
 import secrets
 import stat
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,49 +66,13 @@ def statuses(result: DbtResult) -> dict[str, str]:
     return {re.sub(r"\.[0-9a-f]{10}$", "", k): v for k, v in result.statuses().items()}
 
 
-@dataclass(frozen=True)
-class AppDatabase:
-    """A database of its own and a login role owning it, on the session's PostgreSQL."""
-
-    pg: TempPostgres
-    name: str
-    user: str
-    password: str
-
-    def admin(self) -> psycopg.Connection[Any]:
-        return self.pg.connect(dbname=self.name, autocommit=True)
-
-
-@pytest.fixture
-def app_database(postgres: TempPostgres) -> Iterator[AppDatabase]:
-    suffix = uuid.uuid4().hex[:10]
-    db = AppDatabase(postgres, f"app_{suffix}", f"app_{suffix}", secrets.token_urlsafe(18))
-    with postgres.connect(autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(db.user), sql.Literal(db.password)
-            )
-        )
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(db.name), sql.Identifier(db.user)
-            )
-        )
-    yield db
-    with postgres.connect(autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db.name))
-        )
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db.user)))
-
-
 def vault(secrets: dict[str, str]) -> dict[str, Any]:
     return {
         "vaults": [{"name": "kv-app", "grants": [{"principal": "azpytest-ci"}], "secrets": secrets}]
     }
 
 
-def db_secrets(db: AppDatabase, password: str | None = None) -> dict[str, str]:
+def db_secrets(db: Any, password: str | None = None) -> dict[str, str]:
     return {
         "pg-host": db.pg.host,
         "pg-port": str(db.pg.port),
@@ -145,7 +107,7 @@ def build(result: Any, tmp_path: Path, *, env: dict[str, str] | None = None) -> 
 def test_prepare_writes_private_profiles_and_dbt_builds_from_them(
     make_sandbox: Callable[..., Sandbox],
     actions_step: Step,
-    app_database: AppDatabase,
+    app_database: Any,
     tmp_path: Path,
 ) -> None:
     values = db_secrets(app_database)
@@ -209,7 +171,7 @@ def test_prepare_writes_private_profiles_and_dbt_builds_from_them(
 def test_wrong_password_in_key_vault_fails_with_dbts_own_error(
     make_sandbox: Callable[..., Sandbox],
     actions_step: Step,
-    app_database: AppDatabase,
+    app_database: Any,
     tmp_path: Path,
 ) -> None:
     wrong = "not-the-password-" + secrets.token_hex(4)
@@ -227,7 +189,7 @@ def test_wrong_password_in_key_vault_fails_with_dbts_own_error(
 def test_expired_role_password_fails_the_same_way(
     make_sandbox: Callable[..., Sandbox],
     actions_step: Step,
-    app_database: AppDatabase,
+    app_database: Any,
     tmp_path: Path,
 ) -> None:
     with app_database.pg.connect(autocommit=True) as conn:

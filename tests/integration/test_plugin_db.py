@@ -1,0 +1,155 @@
+"""The database fixtures with pytester against a real PostgreSQL: a password connection, an
+Entra-token connection (the server checks the token), and the dbt fixture."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import sql
+
+from azpytest.sandbox import Sandbox
+from azpytest.sandbox.postgres import TempPostgres
+
+DBT_PROJECT = Path(__file__).parent.parent / "data" / "dbt_project"
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in list(os.environ):
+        if name.startswith(
+            ("AZPYTEST_", "AZURE_", "ACTIONS_ID_TOKEN", "GITHUB_", "DBT_")
+        ) or name in ("CI", "KUBECONFIG"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def connections(path: Path, pg: Any, *, user: str, auth: str) -> Path:
+    password = (
+        "password: {env: AZPYTEST_MAIN_PASSWORD, secret: pg-password}" if auth == "password" else ""
+    )
+    path.write_text(
+        textwrap.dedent(f"""
+        connections:
+          main:
+            kind: postgres
+            host: {pg.host}
+            port: {pg.port}
+            database: {pg.dbname}
+            user: {user}
+            auth: {auth}
+            {password}
+    """)
+    )
+    return path
+
+
+def test_password_connection_and_failure_text(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, postgres: Any, tmp_path: Path
+) -> None:
+    clean_env.setenv(
+        "AZPYTEST_CONNECTIONS",
+        str(connections(tmp_path / "c.yaml", postgres, user="postgres", auth="password")),
+    )
+    clean_env.setenv("AZPYTEST_MAIN_PASSWORD", postgres.password)
+    pytester.makepyfile(
+        """
+        def test_query(db_connection, pg_connection):
+            assert db_connection.execute("select current_user").fetchone() == ("postgres",)
+            assert pg_connection("main").execute("select 1").fetchone() == (1,)
+
+        def test_unknown_name(pg_connection):
+            pg_connection("warehouse")
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*azpytest: no postgres connection named 'warehouse' (prepared: main)"]
+    )
+
+
+def test_entra_connection_gets_a_token_the_server_checks(
+    pytester: pytest.Pytester,
+    clean_env: pytest.MonkeyPatch,
+    sandbox: Sandbox,
+    postgres_bindir: Path,
+    tmp_path: Path,
+) -> None:
+    role = "azpytest-ci"  # the sandbox app's name: the role its tokens log in as
+    with TempPostgres(
+        hba_lines=["host all postgres 127.0.0.1/32 scram-sha-256", sandbox.ldap_hba_line],
+        bindir=postgres_bindir,
+    ) as pg:
+        with pg.connect(autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        for name, value in sandbox.env.items():
+            clean_env.setenv(name, value)
+        clean_env.setenv("GITHUB_ACTIONS", "true")
+        clean_env.setenv(
+            "AZPYTEST_CONNECTIONS",
+            str(connections(tmp_path / "c.yaml", pg, user=role, auth="entra")),
+        )
+        pytester.makepyfile(
+            """
+            def test_two_connections(pg_connection):
+                for _ in range(2):
+                    assert pg_connection().execute("select current_user").fetchone() == ("azpytest-ci",)
+            """
+        )
+        result = pytester.runpytest_subprocess()
+        result.assert_outcomes(passed=1)
+    # A fresh token per connection, each checked by the server through the responder.
+    binds = [e for e in sandbox.log.select(service="ldap") if e.status == 0]
+    assert len(binds) == 2
+    assert len([e for e in sandbox.log.select(service="entra", method="POST")]) >= 1
+
+
+def test_dbt_fixture_builds_and_fails_with_dbts_own_error(
+    pytester: pytest.Pytester,
+    clean_env: pytest.MonkeyPatch,
+    postgres: Any,
+    tmp_path: Path,
+    app_database: Any,
+) -> None:
+    dbname, user, password = app_database.name, app_database.user, app_database.password
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "profiles.yml").write_text(
+        textwrap.dedent(f"""
+        azpytest_demo:
+          target: ci
+          outputs:
+            ci:
+              type: postgres
+              host: {postgres.host}
+              port: {postgres.port}
+              dbname: {dbname}
+              user: {user}
+              password: "{{{{ env_var('AZPYTEST_MAIN_PASSWORD') }}}}"
+              schema: dbt_ci
+              threads: 2
+    """)
+    )
+    shutil.copytree(DBT_PROJECT, pytester.path / "dbt_project")
+    pytester.makeini("[pytest]\nazpytest_dbt_project = dbt_project\n")
+    clean_env.setenv("DBT_PROFILES_DIR", str(profiles))
+    clean_env.setenv("AZPYTEST_MAIN_PASSWORD", password)
+    pytester.makepyfile(
+        """
+        def test_build(dbt):
+            result = dbt.build()
+            assert result.ok and set(result.statuses().values()) <= {"success", "pass"}
+
+        def test_bad_select(dbt):
+            dbt("run", "--select", "no_such_model_anywhere", "--fail-fast")
+            dbt("compile", "--vars", "{not yaml")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*dbt compile --vars {not yaml failed (exit 2):*"])
