@@ -333,17 +333,17 @@ def _parser() -> _Parser:
     return parser
 
 
-def exec_api_version(exec_info: str | None) -> str:
-    """The ExecCredential apiVersion kubectl asks for in KUBERNETES_EXEC_INFO (default v1)."""
+def exec_api_version(exec_info: str | None, default: str = EXEC_V1) -> str:
+    """The ExecCredential apiVersion kubectl asks for in KUBERNETES_EXEC_INFO."""
     if not exec_info:
-        return EXEC_V1
+        return default
     try:
         data = json.loads(exec_info)
     except ValueError:
         raise ValueError("KUBERNETES_EXEC_INFO is not JSON") from None
     version = data.get("apiVersion") if isinstance(data, dict) else None
     if not version:
-        return EXEC_V1
+        return default
     if version not in EXEC_API_VERSIONS:
         raise ValueError(
             f"KUBERNETES_EXEC_INFO asks for {version}; kube-token answers "
@@ -377,7 +377,20 @@ def token_main(argv: list[str]) -> int:
     except (_BadFlags, ValueError) as exc:
         print(f"{prefix}error: {exc}", file=sys.stderr, flush=True)
         return 2
+    flags = {
+        "tenant-id": options.tenant_id,
+        "client-id": options.client_id,
+        "cloud": options.cloud,
+        "audience": options.audience,
+    }
+    return _print_credential(prefix, options.server_id, flags, api_version)
 
+
+def _print_credential(
+    prefix: str, server_id: str, flags: dict[str, str | None], api_version: str
+) -> int:
+    """Get a token for the AKS server app and print the ExecCredential (the shared core of
+    kube-token and the kubelogin stand-in)."""
     ignored = {
         variable
         for name, variables in INPUT_ENV.items()
@@ -385,12 +398,6 @@ def token_main(argv: list[str]) -> int:
         for variable in variables
     }
     environ = {k: v for k, v in os.environ.items() if k not in ignored}
-    flags = {
-        "tenant-id": options.tenant_id,
-        "client-id": options.client_id,
-        "cloud": options.cloud,
-        "audience": options.audience,
-    }
     try:
         loaded = load_settings(flags, environ)
     except InputError as exc:
@@ -405,7 +412,7 @@ def token_main(argv: list[str]) -> int:
     try:
         who = identity.build(loaded, workflow)
         try:
-            token = who.get_token(f"{options.server_id}/.default")
+            token = who.get_token(f"{server_id}/.default")
         finally:
             who.close()
     except errors.Diagnosis as diagnosis:
@@ -422,3 +429,108 @@ def token_main(argv: list[str]) -> int:
     sys.stdout.write(json.dumps(credential) + "\n")
     sys.stdout.flush()
     return 0
+
+
+# ---------------------------------------------------------------------------- kubelogin
+
+
+KUBELOGIN_MODES = ("auto", "always", "never")
+# kubelogin's --environment names -> our cloud names.
+_KUBELOGIN_CLOUDS = {
+    "azurepubliccloud": "AzureCloud",
+    "azurecloud": "AzureCloud",
+    "azureusgovernmentcloud": "AzureUSGovernment",
+    "azureusgovernment": "AzureUSGovernment",
+    "azurechinacloud": "AzureChinaCloud",
+}
+
+
+def kubelogin_main(argv: list[str] | None = None) -> int:
+    """A stand-in for Azure's `kubelogin`, for kubeconfigs that name it (as ARM returns them):
+    `get-token` answers from the job's renewing credential; `convert-kubeconfig` leaves the
+    exec as it is (it already works); anything else says what this is and exits 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    prefix = "kubelogin (azpytest stand-in): "
+    command = args[0] if args else ""
+    if command in ("--version", "version", "-v"):
+        from azpytest import __version__
+
+        print(f"kubelogin stand-in from azpytest {__version__} (get-token, convert-kubeconfig)")
+        return 0
+    if command == "convert-kubeconfig":
+        print(
+            f"{prefix}convert-kubeconfig: nothing to convert; the kubeconfig's "
+            "`kubelogin get-token` exec already gets the job's token",
+            file=sys.stderr,
+        )
+        return 0
+    if command != "get-token":
+        shown = command or "(no subcommand)"
+        print(
+            f"{prefix}error: {shown} is not supported: this is azpytest's stand-in for "
+            "kubelogin, which answers get-token and convert-kubeconfig only",
+            file=sys.stderr,
+        )
+        return 2
+    parser = _Parser(prog="kubelogin get-token", add_help=False)
+    parser.add_argument("--server-id")
+    parser.add_argument("--tenant-id", "-t")
+    parser.add_argument("--client-id")
+    parser.add_argument("--environment", "-e")
+    parser.add_argument("--login", "-l")
+    parser.add_argument("--legacy", action="store_true")
+    try:
+        # Flags that only matter interactively (--client-secret, --token-cache-dir, ...)
+        # are accepted and ignored: the job has one identity.
+        options, _rest = parser.parse_known_args(args[1:])
+        if not options.server_id:
+            raise _BadFlags("--server-id is required")
+        api_version = exec_api_version(os.environ.get("KUBERNETES_EXEC_INFO"), EXEC_V1BETA1)
+    except (_BadFlags, ValueError) as exc:
+        print(f"{prefix}error: get-token: {exc}", file=sys.stderr, flush=True)
+        return 2
+    cloud = _KUBELOGIN_CLOUDS.get((options.environment or "").replace(" ", "").lower())
+    # kubelogin's --client-id names the az CLI's public app in ARM's kubeconfigs: not ours.
+    flags: dict[str, str | None] = {
+        "tenant-id": None,
+        "client-id": None,
+        "cloud": cloud,
+        "audience": None,
+    }
+    if not (os.environ.get("AZPYTEST_TENANT_ID") or os.environ.get("AZURE_TENANT_ID")):
+        flags["tenant-id"] = options.tenant_id
+    return _print_credential(prefix, options.server_id, flags, api_version)
+
+
+def real_kubelogin(path: str | None = None) -> str | None:
+    """A kubelogin on PATH that is not our stand-in."""
+    import shutil
+
+    found = shutil.which("kubelogin", path=path)
+    if found is None:
+        return None
+    try:
+        head = Path(found).read_bytes()[:512]
+    except OSError:
+        return found
+    return None if b"azpytest" in head else found
+
+
+def install_kubelogin(run_dir: Path, mode: str, environ: Mapping[str, str]) -> Path | None:
+    """Put the stand-in in `<run_dir>/bin` (to go first on the tests' PATH) unless a real
+    kubelogin is found (`auto`) or `never`; the folder to prepend, or None."""
+    if mode == "never" or (mode == "auto" and real_kubelogin(environ.get("PATH"))):
+        return None
+    folder = run_dir / "bin"
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "kubelogin"
+    script.write_text(
+        f"#!{sys.executable} -P\n"
+        "# kubelogin stand-in written by azpytest (get-token from the job's credential)\n"
+        "import sys\n"
+        "from azpytest.kube import kubelogin_main\n"
+        "sys.exit(kubelogin_main())\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return folder
