@@ -35,7 +35,7 @@ lint: bootstrap
 	$(BIN)/ruff format --check scripts tests bench examples
 	$(BIN)/mypy
 	$(BIN)/actionlint .github/workflows/*.yml workflows/*.yml
-	$(BIN)/zizmor --offline --quiet --config .github/zizmor.yml action.yml .github/workflows/ workflows/
+	$(BIN)/zizmor --offline --quiet --config .github/zizmor.yml action.yml .github/workflows/*.yml workflows/*.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml workflows/*.yml
 
