@@ -18,6 +18,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from azpytest.github import read_file_commands
 from azpytest.sandbox import Sandbox, build_scenario
 from azpytest.sandbox.postgres import TempPostgres
 
@@ -35,24 +36,9 @@ PROFILES = textwrap.dedent("""
 """)
 
 
-def parse_env_file(path: Path) -> dict[str, str]:
-    """GITHUB_ENV as the runner reads it: NAME<<DELIMITER ... DELIMITER blocks."""
-    values: dict[str, str] = {}
-    lines = path.read_text(encoding="utf-8").split("\n")
-    i = 0
-    while i < len(lines):
-        if "<<" in lines[i]:
-            name, delimiter = lines[i].split("<<", 1)
-            end = lines.index(delimiter, i + 1)
-            values[name] = "\n".join(lines[i + 1 : end])
-            i = end
-        i += 1
-    return values
-
-
 def step(title: str, command: list[str], env: dict[str, str], files: dict[str, Path]) -> int:
     print(f"\n\033[1m== {title}: azpytest {' '.join(command)}\033[0m", flush=True)
-    env = {**env, **parse_env_file(files["GITHUB_ENV"])}
+    env = {**env, **read_file_commands(files["GITHUB_ENV"])}
     done = subprocess.run(
         [sys.executable, "-m", "azpytest", *command],
         env=env,
@@ -146,7 +132,7 @@ def main() -> int:
             for line in files["GITHUB_STEP_SUMMARY"].read_text().splitlines()[:24]:
                 print(f"   {line}")
             print("\n\033[1m== step outputs (GITHUB_OUTPUT)\033[0m")
-            for name, value in parse_env_file(files["GITHUB_OUTPUT"]).items():
+            for name, value in read_file_commands(files["GITHUB_OUTPUT"]).items():
                 print(f"   {name} = {value[:100]}")
             run_dir = runner / "temp" / "azpytest" / "4242-1-demo"
             print("\n\033[1m== left in the run folder (no credential file)\033[0m")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from azpytest.github import read_file_commands
 from azpytest.sandbox import Sandbox, build_scenario
 
 pytest_plugins = ["pytester"]
@@ -95,26 +96,6 @@ class StepResult:
         )
 
 
-def parse_heredocs(text: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if "<<" in line:
-            name, delimiter = line.split("<<", 1)
-            end = lines.index(delimiter, i + 1)
-            values[name] = "\n".join(lines[i + 1 : end])
-            i = end + 1
-        elif "=" in line:
-            name, value = line.split("=", 1)
-            values[name] = value
-            i += 1
-        else:
-            i += 1
-    return values
-
-
 @pytest.fixture
 def actions_step(tmp_path: Path) -> Callable[..., StepResult]:
     """Run `python -m azpytest ARGS` as a GitHub Actions step would, inside a sandbox."""
@@ -173,8 +154,8 @@ def actions_step(tmp_path: Path) -> Callable[..., StepResult]:
             returncode=result.returncode,
             stdout=result.stdout,
             stderr=result.stderr,
-            env_file=parse_heredocs(files["GITHUB_ENV"].read_text()),
-            outputs=parse_heredocs(files["GITHUB_OUTPUT"].read_text()),
+            env_file=read_file_commands(files["GITHUB_ENV"]),
+            outputs=read_file_commands(files["GITHUB_OUTPUT"]),
             summary=files["GITHUB_STEP_SUMMARY"].read_text(),
             runner_temp=runner_temp,
         )

@@ -174,3 +174,23 @@ def _append_heredoc(path: Path, name: str, value: str) -> None:
         delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
     with path.open("a", encoding="utf-8") as handle:
         handle.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+
+
+def read_file_commands(path: Path) -> dict[str, str]:
+    """The values a step wrote to GITHUB_ENV or GITHUB_OUTPUT (`NAME<<DELIMITER` blocks and
+    `NAME=value` lines), as the runner reads them for the next step."""
+    values: dict[str, str] = {}
+    lines = path.read_text(encoding="utf-8").split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if "<<" in line:
+            name, delimiter = line.split("<<", 1)
+            end = lines.index(delimiter, i + 1)
+            values[name] = "\n".join(lines[i + 1 : end])
+            i = end
+        elif "=" in line:
+            name, value = line.split("=", 1)
+            values[name] = value
+        i += 1
+    return values
