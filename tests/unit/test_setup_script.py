@@ -1,0 +1,51 @@
+"""The action's first step refuses a runner it does not support, at once, in one line."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+SETUP = Path(__file__).resolve().parents[2] / "scripts" / "setup.sh"
+
+
+def test_windows_runner_fails_at_once_with_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["bash", str(SETUP)],
+        env={
+            "RUNNER_OS": "Windows",
+            "PATH": "/usr/bin:/bin",
+            "RUNNER_TEMP": str(tmp_path),
+            "GITHUB_ACTION_PATH": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "::error title=azpytest: unsupported runner::azpytest runs on Linux and macOS runners; this job "
+        "runs on Windows. Use runs-on: ubuntu-latest (or a Linux self-hosted runner)."
+    ]
+    assert not any(tmp_path.iterdir())  # nothing was set up
+
+
+def test_missing_python_version_is_named(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["bash", str(SETUP)],
+        env={
+            "RUNNER_OS": "Linux",
+            "PATH": "/usr/bin:/bin",
+            "AZPYTEST_PYTHON_VERSION": "3.99",
+            "RUNNER_TEMP": str(tmp_path),
+            "GITHUB_ACTION_PATH": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stdout.startswith(
+        "::error title=azpytest: no python3.99::python3.99 is not on the runner's PATH."
+    )
