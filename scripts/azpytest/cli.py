@@ -29,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     for title, names in INPUT_GROUPS.items():
         group = inputs.add_argument_group(title)
         for name in names:
-            if name in BOOLEAN_INPUTS:
+            if name == "broker":  # on by default in Actions: --no-broker turns it off
+                group.add_argument(
+                    "--broker", action=argparse.BooleanOptionalAction, help=INPUT_HELP[name]
+                )
+            elif name in BOOLEAN_INPUTS:
                 group.add_argument(
                     f"--{name}", action="store_const", const="true", help=INPUT_HELP[name]
                 )
@@ -56,6 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
             "what prepare exported. Exit code: pytest's, except that no tests collected (5) "
             "fails unless --allow-no-tests."
         ),
+    )
+    exec_parser = commands.add_parser(
+        "exec",
+        parents=[inputs],
+        help="run any command with the token broker: its own Azure code gets the job's tokens",
+        description=(
+            "Run COMMAND with the token broker (Azure's managed-identity endpoint on loopback, "
+            "serving the job's Entra ID tokens) and IDENTITY_ENDPOINT, IDENTITY_HEADER, "
+            "AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_SUBSCRIPTION_ID set, so its "
+            "DefaultAzureCredential works for a run of any length. Exit code: the command's "
+            "(128 + N when signal N ended it); SIGINT and SIGTERM are passed on; the broker "
+            "stops with the command."
+        ),
+    )
+    exec_parser.add_argument(
+        "cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command and its arguments"
     )
 
     commands.add_parser(
@@ -137,6 +157,8 @@ INPUT_HELP = {
     "rerun-failed-from": "run only the tests that failed or errored in this JUnit file",
     "reruns": "retry a failing test up to N times (pytest-rerunfailures)",
     "python": "the interpreter that runs pytest (default: azpytest's)",
+    "broker": "serve the job's tokens to the tests' own DefaultAzureCredential (default: on in "
+    "GitHub Actions)",
 }
 BOOLEAN_INPUTS = {"aks-admin", "debug", "allow-no-tests"}
 INPUT_GROUPS = {
@@ -170,6 +192,7 @@ INPUT_GROUPS = {
         "rerun-failed-from",
         "reruns",
         "python",
+        "broker",
     ),
 }
 
@@ -202,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(arguments)
     if args.command == "sandbox":
         return _sandbox(args)
-    if args.command in ("prepare", "run", "cleanup"):
+    if args.command in ("prepare", "run", "cleanup", "exec"):
         return _step(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices
 
@@ -215,6 +238,11 @@ def _step(args: argparse.Namespace) -> int:
         loaded = settings.load(_flags(args), os.environ)
         if args.command == "run":
             return runner.run(loaded, workflow)
+        if args.command == "exec":
+            command = list(args.cmd)
+            if command[:1] == ["--"]:
+                command = command[1:]
+            return runner.exec_command(loaded, workflow, command)
         if args.command == "cleanup":
             return cleanup.run(loaded, workflow)
     except settings.InputError as exc:

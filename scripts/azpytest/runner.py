@@ -7,6 +7,7 @@ groups (by recorded durations, else evenly by count); flaky retries are pytest-r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -135,9 +136,12 @@ def run(settings: Settings, workflow: Workflow) -> int:
         shutil.copyfile(options.durations_path, durations)
     with workflow.group("azpytest run: command"):
         print(" ".join(shlex.quote(part) for part in command), flush=True)
-    started = time.monotonic()
-    code = _run_streaming(command, env, options.working_directory)
-    elapsed = time.monotonic() - started
+    with contextlib.ExitStack() as stack:
+        if settings.use_broker:
+            env = _with_broker(stack, settings, workflow, env, "pytest")
+        started = time.monotonic()
+        code = _run_streaming(command, env, options.working_directory)
+        elapsed = time.monotonic() - started
     workflow.set_output("junit-path", str(junit))
     print(f"azpytest: pytest exited {code} after {elapsed:.1f} s; JUnit: {junit}", flush=True)
     if code == NO_TESTS and not options.allow_no_tests:
@@ -177,3 +181,39 @@ def _run_streaming(command: list[str], env: dict[str, str], cwd: Path | None) ->
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return code if code >= 0 else 128 - code
+
+
+def _with_broker(
+    stack: contextlib.ExitStack,
+    settings: Settings,
+    workflow: Workflow,
+    env: dict[str, str],
+    what: str,
+) -> dict[str, str]:
+    """Start the token broker for the rest of `stack`; the command's environment to use it."""
+    from azpytest import broker
+
+    served = stack.enter_context(broker.serving(settings, workflow, what))
+    return broker.child_env(env, served, settings, workflow)
+
+
+def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> int:
+    """`azpytest exec -- COMMAND`: any command with the token broker (unless broker: false)
+    and the prepared environment; its exit code, 128 + N when signal N ended it."""
+    if not command:
+        raise InputError("COMMAND", "give the command to run after --: azpytest exec -- CMD ...")
+    env = {**os.environ, **_local_env(settings), "AZPYTEST_RUN_DIR": str(settings.run_dir)}
+    with contextlib.ExitStack() as stack:
+        if settings.run.broker is not False:  # the reason to use exec: on unless turned off
+            env = _with_broker(stack, settings, workflow, env, command[0])
+        else:
+            print("azpytest: broker: false; the command runs without the token broker", flush=True)
+        try:
+            return _run_streaming(command, env, None)
+        except OSError as exc:
+            print(
+                f"azpytest exec: error: cannot run {command[0]!r}: {exc.strerror}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 126 if isinstance(exc, PermissionError) else 127

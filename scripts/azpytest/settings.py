@@ -126,6 +126,11 @@ class Settings:
     notes: tuple[str, ...] = field(default=())  # warnings found while reading the inputs
 
     @property
+    def use_broker(self) -> bool:
+        """Serve tokens on the managed-identity endpoint to the tests: on in Actions by default."""
+        return self.in_actions if self.run.broker is None else self.run.broker
+
+    @property
     def vault_name(self) -> str | None:
         if self.key_vault is None:
             return None
@@ -149,6 +154,7 @@ class RunOptions:
     rerun_failed_from: tuple[Path, ...] = ()  # JUnit files (a glob: the shards of a run)
     reruns: int = 0
     python: str | None = None  # the interpreter that runs pytest (default: this one)
+    broker: bool | None = None  # the token broker; None: not given (Settings.use_broker)
 
 
 # Each input: (CLI/action name, environment variables in order of precedence).
@@ -180,6 +186,7 @@ INPUT_ENV = {
     "rerun-failed-from": ("AZPYTEST_RERUN_FAILED_FROM",),
     "reruns": ("AZPYTEST_RERUNS",),
     "python": ("AZPYTEST_PYTHON",),
+    "broker": ("AZPYTEST_BROKER",),
 }
 
 
@@ -405,6 +412,7 @@ def _run_options(get: Callable[[str], str | None]) -> RunOptions:
         rerun_failed_from=rerun_from,
         reruns=_int_input("reruns", get("reruns"), 0, 0),
         python=get("python"),
+        broker=None if get("broker") is None else _bool("broker", get("broker")),
     )
 
 

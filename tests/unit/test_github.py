@@ -25,7 +25,9 @@ def test_masks_value_lines_and_encoded_forms_once() -> None:
     assert "ab" not in mask_forms("line one\nab")  # too short to mask alone
 
 
-def test_nothing_that_could_reveal_a_value_is_printed_outside_actions(capsys: pytest.CaptureFixture[str]) -> None:
+def test_nothing_that_could_reveal_a_value_is_printed_outside_actions(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out = io.StringIO()
     workflow = Workflow({}, out)
     workflow.mask("s3cret-value")
