@@ -67,6 +67,8 @@ class Scrubber:
                 names = [str(n) for n in record.get("masked_env", [])]
             except (OSError, ValueError, AttributeError):
                 names = []
+        # The broker's header is masked in the log; keep it out of every file too.
+        names.append("IDENTITY_HEADER")
         return cls(env[name] for name in names if env.get(name))
 
 

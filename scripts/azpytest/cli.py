@@ -157,6 +157,7 @@ INPUT_HELP = {
     "rerun-failed-from": "run only the tests that failed or errored in this JUnit file",
     "reruns": "retry a failing test up to N times (pytest-rerunfailures)",
     "python": "the interpreter that runs pytest (default: azpytest's)",
+    "kubelogin": "auto (default), always or never: azpytest's kubelogin stand-in on PATH",
     "broker": "serve the job's tokens to the tests' own DefaultAzureCredential (default: on in "
     "GitHub Actions)",
 }
@@ -193,6 +194,7 @@ INPUT_GROUPS = {
         "reruns",
         "python",
         "broker",
+        "kubelogin",
     ),
 }
 

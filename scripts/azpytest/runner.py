@@ -136,6 +136,7 @@ def run(settings: Settings, workflow: Workflow) -> int:
         shutil.copyfile(options.durations_path, durations)
     with workflow.group("azpytest run: command"):
         print(" ".join(shlex.quote(part) for part in command), flush=True)
+    env = _with_kubelogin(settings, env)
     with contextlib.ExitStack() as stack:
         if settings.use_broker:
             env = _with_broker(stack, settings, workflow, env, "pytest")
@@ -183,6 +184,22 @@ def _run_streaming(command: list[str], env: dict[str, str], cwd: Path | None) ->
     return code if code >= 0 else 128 - code
 
 
+def _with_kubelogin(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """Kubeconfigs that name kubelogin (as ARM writes them) work with no kubelogin binary:
+    azpytest's stand-in goes first on the command's PATH unless a real one is there."""
+    from azpytest import kube
+
+    folder = kube.install_kubelogin(settings.run_dir, settings.run.kubelogin, env)
+    if folder is None:
+        return env
+    print(
+        f"azpytest: kubelogin: azpytest's stand-in answers `kubelogin get-token` "
+        f"({folder}/kubelogin, first on PATH)",
+        flush=True,
+    )
+    return {**env, "PATH": f"{folder}{os.pathsep}{env.get('PATH', '')}"}
+
+
 def _with_broker(
     stack: contextlib.ExitStack,
     settings: Settings,
@@ -203,6 +220,7 @@ def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> 
     if not command:
         raise InputError("COMMAND", "give the command to run after --: azpytest exec -- CMD ...")
     env = {**os.environ, **_local_env(settings), "AZPYTEST_RUN_DIR": str(settings.run_dir)}
+    env = _with_kubelogin(settings, env)
     with contextlib.ExitStack() as stack:
         if settings.run.broker is not False:  # the reason to use exec: on unless turned off
             env = _with_broker(stack, settings, workflow, env, command[0])

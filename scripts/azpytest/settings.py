@@ -155,7 +155,15 @@ class RunOptions:
     reruns: int = 0
     python: str | None = None  # the interpreter that runs pytest (default: this one)
     broker: bool | None = None  # the token broker; None: not given (Settings.use_broker)
+    kubelogin: str = "auto"  # the kubelogin stand-in on the tests' PATH: auto, always, never
 
+
+# The inputs of azure/aks-set-context, accepted under their old names: ours -> (old, variable).
+ALIASES = {
+    "aks-resource-group": ("resource-group", "AZPYTEST_RESOURCE_GROUP"),
+    "aks-cluster": ("cluster-name", "AZPYTEST_CLUSTER_NAME"),
+    "aks-admin": ("admin", "AZPYTEST_ADMIN"),
+}
 
 # Each input: (CLI/action name, environment variables in order of precedence).
 INPUT_ENV = {
@@ -187,6 +195,7 @@ INPUT_ENV = {
     "reruns": ("AZPYTEST_RERUNS",),
     "python": ("AZPYTEST_PYTHON",),
     "broker": ("AZPYTEST_BROKER",),
+    "kubelogin": ("AZPYTEST_KUBELOGIN",),
 }
 
 
@@ -237,7 +246,18 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
         for variable in INPUT_ENV[name]:
             if env.get(variable, "").strip():
                 return env[variable].strip()
+        alias = ALIASES.get(name)
+        if alias is not None and env.get(alias[1], "").strip():
+            if alias[0] not in noted:
+                noted.add(alias[0])
+                notes.append(
+                    f"{alias[0]} is azure/aks-set-context's name: azpytest calls it "
+                    f"{name} (the old name works)"
+                )
+            return env[alias[1]].strip()
         return None
+
+    noted: set[str] = set()
 
     cloud_name = get("cloud") or "AzureCloud"
     cloud = CLOUDS.get(cloud_name.lower())
@@ -413,7 +433,16 @@ def _run_options(get: Callable[[str], str | None]) -> RunOptions:
         reruns=_int_input("reruns", get("reruns"), 0, 0),
         python=get("python"),
         broker=None if get("broker") is None else _bool("broker", get("broker")),
+        kubelogin=_choice("kubelogin", get("kubelogin"), ("auto", "always", "never")),
     )
+
+
+def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str:
+    if value is None:
+        return choices[0]
+    if value.lower() not in choices:
+        raise InputError(name, f"{value!r} is not one of {', '.join(choices)}")
+    return value.lower()
 
 
 def _bool(name: str, value: str | None) -> bool:

@@ -165,3 +165,37 @@ def test_bad_secrets(text: str, message: str) -> None:
     with pytest.raises(InputError) as caught:
         parse_secrets(text)
     assert str(caught.value) == message
+
+
+def test_aks_set_context_names_are_aliases_with_a_note() -> None:
+    settings = load(
+        {},
+        {
+            "AZPYTEST_RESOURCE_GROUP": "rg-a",
+            "AZPYTEST_CLUSTER_NAME": "aks-a",
+            "AZPYTEST_ADMIN": "true",
+            "AZURE_SUBSCRIPTION_ID": C,
+        },
+    )
+    assert (settings.aks_resource_group, settings.aks_cluster, settings.aks_admin) == (
+        "rg-a",
+        "aks-a",
+        True,
+    )
+    assert (
+        "resource-group is azure/aks-set-context's name: azpytest calls it aks-resource-group (the old name works)"
+        in settings.notes
+    )
+    assert (
+        "cluster-name is azure/aks-set-context's name: azpytest calls it aks-cluster (the old name works)"
+        in settings.notes
+    )
+
+
+def test_kubelogin_choice() -> None:
+    assert load({}, {}).run.kubelogin == "auto"
+    assert load({"kubelogin": "Never"}, {}).run.kubelogin == "never"
+    with pytest.raises(
+        InputError, match=r"^kubelogin: 'sometimes' is not one of auto, always, never$"
+    ):
+        load({"kubelogin": "sometimes"}, {})
