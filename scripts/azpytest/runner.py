@@ -211,7 +211,56 @@ def _with_broker(
     from azpytest import broker
 
     served = stack.enter_context(broker.serving(settings, workflow, what))
-    return broker.child_env(env, served, settings, workflow)
+    return _with_az(settings, broker.child_env(env, served, settings, workflow))
+
+
+def _with_az(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """Where the az CLI is installed, log it in through the broker (`az login --identity`) in
+    a private config folder, so the suite's shell-outs to az keep renewing; else leave az
+    alone and say why once."""
+    az = shutil.which("az", path=env.get("PATH"))
+    if az is None:
+        return env
+    folder = settings.run_dir / "az"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    az_env = {
+        **env,
+        "AZURE_CONFIG_DIR": str(folder),
+        "AZURE_CORE_COLLECT_TELEMETRY": "false",
+        "AZURE_CORE_NO_COLOR": "true",
+    }
+    command = [az, "login", "--identity", "--allow-no-subscriptions", "--output", "none"]
+    if env.get("AZURE_CLIENT_ID"):
+        command += ["--client-id", env["AZURE_CLIENT_ID"]]
+    try:
+        done = subprocess.run(
+            command, env=az_env, capture_output=True, text=True, timeout=120, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        reason = str(exc)
+    else:
+        if done.returncode == 0:
+            if settings.subscription_id:
+                subprocess.run(
+                    [az, "account", "set", "--subscription", settings.subscription_id],
+                    env=az_env,
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
+            print(
+                f"azpytest: az: logged in through the token broker ({folder}, removed at "
+                "cleanup); the tests' az commands renew their tokens",
+                flush=True,
+            )
+            return az_env
+        reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
+    shutil.rmtree(folder, ignore_errors=True)
+    print(
+        f"azpytest: az: left alone (az login --identity through the broker failed: {reason})",
+        flush=True,
+    )
+    return env
 
 
 def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> int:
