@@ -2,6 +2,11 @@
 # The action's first step: azpytest's private virtual environment in $RUNNER_TEMP, made with
 # uv from the runner's python3 and installed from hash-locked requirements.
 # Inputs arrive through the environment only (AZPYTEST_PYTHON_VERSION, AZPYTEST_REQUIREMENTS).
+#
+# uv itself is bootstrapped with pip from requirements/uv.txt (hash-locked) once per runner
+# and kept in the tool cache ($RUNNER_TOOL_CACHE/azpytest-uv/<version>/<arch>/uv), as the
+# setup-* actions keep their tools: a self-hosted runner pays for it once, a hosted one once
+# per job. Everything after that is uv: about a second with a warm uv cache.
 set -euo pipefail
 started=$(date +%s)
 
@@ -21,26 +26,60 @@ if ! command -v "$python" >/dev/null 2>&1; then
   echo "::error title=azpytest: no ${python}::${python} is not on the runner's PATH. Install it first (actions/setup-python) or leave python-version empty to use python3."
   exit 1
 fi
+python=$(command -v "$python")
 
 action_path="${GITHUB_ACTION_PATH:?GITHUB_ACTION_PATH is set by the runner}"
-venv="${RUNNER_TEMP:?RUNNER_TEMP is set by the runner}/azpytest-venv"
-if [ ! -x "$venv/bin/python" ]; then
-  "$python" -m venv "$venv"
-fi
-# uv installs the locked requirements in about half a second once cached.
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
-"$venv/bin/python" -m uv pip install --python "$venv/bin/python" --quiet --require-hashes \
-  -r "$action_path/requirements/action.txt"
-"$venv/bin/python" -m uv pip install --python "$venv/bin/python" --quiet --no-deps "$action_path"
+runner_temp="${RUNNER_TEMP:?RUNNER_TEMP is set by the runner}"
+venv="$runner_temp/azpytest-venv"
 
-# The project's own test dependencies: requirement files or package names, one per word.
+# --- uv, from the tool cache or bootstrapped into it -----------------------------------------
+uv_version=$(sed -n 's/^uv==\([^ ]*\).*/\1/p' "$action_path/requirements/uv.txt")
+tools="${RUNNER_TOOL_CACHE:-}"
+if [ -z "$tools" ] || ! mkdir -p "$tools/azpytest-uv" 2>/dev/null || [ ! -w "$tools/azpytest-uv" ]; then
+  tools="$runner_temp"
+fi
+uv_dir="$tools/azpytest-uv/$uv_version/$(uname -m)"
+uv="$uv_dir/uv"
+case "$("$uv" --version 2>/dev/null || true)" in
+  "uv $uv_version" | "uv $uv_version "*) uv_from="tool cache" ;;
+  *)
+    mkdir -p "$uv_dir"
+    # Jobs of a matrix may bootstrap at once on one machine: each in its own folder, and the
+    # binary moved into place with one rename.
+    bootstrap=$(mktemp -d "$uv_dir/bootstrap.XXXXXX")
+    "$python" -m venv "$bootstrap"
+    "$bootstrap/bin/python" -m pip install --quiet --disable-pip-version-check \
+      --require-hashes --only-binary :all: -r "$action_path/requirements/uv.txt"
+    cp "$bootstrap/bin/uv" "$uv.$$"
+    mv -f "$uv.$$" "$uv"
+    rm -rf "$bootstrap"
+    uv_from="pip, kept in $uv_dir"
+    ;;
+esac
+
+# --- the private environment -----------------------------------------------------------------
+if [ ! -x "$venv/bin/python" ]; then
+  "$uv" venv --quiet --python "$python" "$venv"
+fi
+"$uv" pip install --python "$venv/bin/python" --quiet --require-hashes \
+  -r "$action_path/requirements/action.txt"
+"$uv" pip install --python "$venv/bin/python" --quiet --no-deps "$action_path"
+
+# The project's own test dependencies: requirement files or package names, one per word,
+# resolved together.
+extra=()
+set -f # words, not globs: `psycopg[binary]` is a package name
 for item in ${AZPYTEST_REQUIREMENTS:-}; do
   if [ -f "$item" ]; then
-    "$venv/bin/python" -m uv pip install --python "$venv/bin/python" --quiet -r "$item"
+    extra+=(-r "$item")
   else
-    "$venv/bin/python" -m uv pip install --python "$venv/bin/python" --quiet "$item"
+    extra+=("$item")
   fi
 done
+set +f
+if [ ${#extra[@]} -gt 0 ]; then
+  "$uv" pip install --python "$venv/bin/python" --quiet "${extra[@]}"
+fi
 
 echo "python=$venv/bin/python" >>"${GITHUB_OUTPUT:-/dev/null}"
-echo "azpytest: environment ready in $(($(date +%s) - started)) s ($("$venv/bin/python" --version), $venv)"
+echo "azpytest: environment ready in $(($(date +%s) - started)) s ($("$venv/bin/python" --version), $venv; uv $uv_version from $uv_from)"

@@ -7,13 +7,12 @@ import contextlib
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from azpytest import __version__
+from azpytest import __version__, errors
 from azpytest.github import Workflow
 
 
@@ -237,7 +236,7 @@ def _step(args: argparse.Namespace) -> int:
 
     workflow = Workflow(os.environ)
     try:
-        loaded = settings.load(_flags(args), os.environ)
+        loaded = settings.load(_flags(args), os.environ, require_identity=args.command != "cleanup")
         if args.command == "run":
             return runner.run(loaded, workflow)
         if args.command == "exec":
@@ -248,16 +247,8 @@ def _step(args: argparse.Namespace) -> int:
         if args.command == "cleanup":
             return cleanup.run(loaded, workflow)
     except settings.InputError as exc:
-        return _bad_input(args.command, exc, workflow)
+        return errors.bad_input(args.command, exc, workflow)
     return prepare.run(loaded, workflow)
-
-
-def _bad_input(step: str, exc: Exception, workflow: Workflow) -> int:
-    """Bad input: exit 2 and one line naming the input and the fix (an annotation in Actions)."""
-    print(f"azpytest {step}: error: {exc}", file=sys.stderr, flush=True)
-    if workflow.in_actions:
-        workflow.error(str(exc), title=f"azpytest {step}: bad input")
-    return 2
 
 
 def _sandbox(args: argparse.Namespace) -> int:
@@ -305,21 +296,12 @@ def _serve(env: dict[str, str]) -> int:
 
 
 def _run(command: list[str], env: dict[str, str]) -> int:
+    from azpytest.runner import run_forwarding
+
     try:
-        child = subprocess.Popen(command, env=env)
+        return run_forwarding(command, env)
     except OSError as exc:
         print(
             f"azpytest sandbox: error: cannot run {command[0]!r}: {exc.strerror}", file=sys.stderr
         )
         return 127
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        child.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = child.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention

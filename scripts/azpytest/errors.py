@@ -57,6 +57,14 @@ def die(diagnosis: Diagnosis, workflow: Workflow, step: str) -> int:
     return diagnosis.exit_code
 
 
+def bad_input(step: str, exc: Exception, workflow: Workflow) -> int:
+    """Bad input: exit 2 and one line naming the input and the fix (an annotation in Actions)."""
+    print(f"azpytest {step}: error: {exc}", file=sys.stderr, flush=True)
+    if workflow.in_actions:
+        workflow.error(str(exc), title=f"azpytest {step}: bad input")
+    return 2
+
+
 # ---------------------------------------------------------------------------- GitHub OIDC
 
 

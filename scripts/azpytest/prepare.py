@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import os
 import shlex
 from pathlib import Path
@@ -38,6 +39,12 @@ def run(settings: Settings, workflow: Workflow) -> int:
         workflow.warning(note)
     run_dir = settings.run_dir
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Known to the later steps at once: a failed prepare still uploads its audit log.
+    workflow.set_output("run-dir", str(run_dir))
+    workflow.set_env("AZPYTEST_RUN_DIR", str(run_dir))
+    if not settings.debug:
+        # azure-identity logs each refusal with Entra's whole JSON; the diagnosis says it once.
+        logging.getLogger("azure.identity").setLevel(logging.ERROR)
     who = identity.build(settings, workflow)
     print(f"azpytest: credential: {who.description}", flush=True)
     if settings.profiles is not None:
@@ -64,7 +71,6 @@ def run(settings: Settings, workflow: Workflow) -> int:
 
     for secret in fetched:
         workflow.set_env(secret.env, secret.value)
-    workflow.set_env("AZPYTEST_RUN_DIR", str(run_dir))
     # Later steps (and the plugin in the test process) find the identity here.
     for name, value in (
         ("AZPYTEST_TENANT_ID", settings.tenant_id),
@@ -74,7 +80,6 @@ def run(settings: Settings, workflow: Workflow) -> int:
     ):
         if value:
             workflow.set_env(name, value)
-    workflow.set_output("run-dir", str(run_dir))
     if kubeconfig is not None:
         workflow.set_env("KUBECONFIG", str(kubeconfig))
         workflow.set_output("kubeconfig-path", str(kubeconfig))

@@ -26,7 +26,6 @@ import heapq
 import html
 import os
 import re
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import TextIO
 from xml.sax.saxutils import escape, quoteattr
 
+from azpytest import errors
 from azpytest.artifacts import Scrubber
 from azpytest.github import Workflow
 from azpytest.settings import InputError
@@ -927,10 +927,7 @@ def main(argv: list[str]) -> int:
     try:
         return _report(args, environ, workflow)
     except InputError as exc:
-        print(f"azpytest report: error: {exc}", file=sys.stderr, flush=True)
-        if workflow.in_actions:
-            workflow.error(str(exc), title="azpytest report: bad input")
-        return 2
+        return errors.bad_input("report", exc, workflow)
 
 
 def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Workflow) -> int:

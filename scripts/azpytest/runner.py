@@ -141,7 +141,7 @@ def run(settings: Settings, workflow: Workflow) -> int:
         if settings.use_broker:
             env = _with_broker(stack, settings, workflow, env, "pytest")
         started = time.monotonic()
-        code = _run_streaming(command, env, options.working_directory)
+        code = run_forwarding(command, env, options.working_directory)
         elapsed = time.monotonic() - started
     workflow.set_output("junit-path", str(junit))
     print(f"azpytest: pytest exited {code} after {elapsed:.1f} s; JUnit: {junit}", flush=True)
@@ -168,7 +168,7 @@ def _names(paths: tuple[Path, ...]) -> str:
     return ", ".join(str(p) for p in paths)
 
 
-def _run_streaming(command: list[str], env: dict[str, str], cwd: Path | None) -> int:
+def run_forwarding(command: list[str], env: dict[str, str], cwd: Path | None = None) -> int:
     """Run with the output going straight to ours (live), forwarding SIGINT/SIGTERM."""
     child = subprocess.Popen(command, env=env, cwd=cwd)
 
@@ -276,7 +276,7 @@ def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> 
         else:
             print("azpytest: broker: false; the command runs without the token broker", flush=True)
         try:
-            return _run_streaming(command, env, None)
+            return run_forwarding(command, env, None)
         except OSError as exc:
             print(
                 f"azpytest exec: error: cannot run {command[0]!r}: {exc.strerror}",

@@ -220,8 +220,11 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
-    """Read every input once. `flags` holds CLI values by input name (None when not given)."""
+def load(
+    flags: Mapping[str, Any], environ: Mapping[str, str], *, require_identity: bool = True
+) -> Settings:
+    """Read every input once. `flags` holds CLI values by input name (None when not given).
+    `require_identity=False` (cleanup) does not insist on tenant-id and client-id."""
     notes: list[str] = []
     in_actions = environ.get("GITHUB_ACTIONS") == "true"
     env = dict(environ)
@@ -306,7 +309,7 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
             "required with aks-cluster: the cluster's subscription (or set AZURE_SUBSCRIPTION_ID)",
         )
 
-    if in_actions:
+    if in_actions and require_identity:
         for name, given in (("tenant-id", tenant_id), ("client-id", client_id)):
             if given is None:
                 variable = INPUT_ENV[name][1]

@@ -437,7 +437,7 @@ def test_local_run_writes_a_private_env_file(
     run_dir = result.runner_temp / "azpytest" / "local"
     env_file = run_dir / "prepared.env"
     assert env_file.read_text() == (
-        f"export PGPASSWORD='it'\"'\"'s a secret'\nexport AZPYTEST_RUN_DIR={run_dir}\n"
+        f"export AZPYTEST_RUN_DIR={run_dir}\nexport PGPASSWORD='it'\"'\"'s a secret'\n"
         f"export AZPYTEST_TENANT_ID={TENANT}\nexport AZPYTEST_CLIENT_ID={CLIENT}\n"
         "export AZPYTEST_SUBSCRIPTION_ID=c0ffee00-1234-4abc-8def-0123456789ab\n"
         "export AZPYTEST_CLOUD=AzureCloud\n"

@@ -1,0 +1,44 @@
+"""The stand-in download: copy artifacts out of the e2e artifact store."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+import sys
+from pathlib import Path
+
+
+def main() -> int:
+    store = os.environ.get("AZPYTEST_E2E_ARTIFACTS")
+    if not store:
+        print("::error::the e2e stand-in needs AZPYTEST_E2E_ARTIFACTS (act --env)")
+        return 1
+    run_id = os.environ["GITHUB_RUN_ID"]
+    if os.environ.get("INPUT_GITHUB_TOKEN") and os.environ.get("INPUT_RUN_ID"):
+        run_id = os.environ["INPUT_RUN_ID"]
+    run = Path(store) / run_id
+    dest = Path(os.environ.get("INPUT_PATH") or os.environ["GITHUB_WORKSPACE"]).expanduser()
+    name = os.environ.get("INPUT_NAME", "")
+    available = sorted(p.name for p in run.iterdir() if p.is_dir()) if run.is_dir() else []
+    if name:
+        if name not in available:
+            print(f"::error::Unable to download artifact(s): Artifact not found for name: {name}")
+            return 1
+        chosen, single = [name], True
+    else:
+        pattern = os.environ.get("INPUT_PATTERN") or "*"
+        chosen, single = [a for a in available if fnmatch.fnmatchcase(a, pattern)], False
+        print(f"Found {len(chosen)} artifact(s) of run {run_id}")
+    merge = single or os.environ.get("INPUT_MERGE_MULTIPLE") == "true"
+    for artifact in chosen:
+        target = dest if merge else dest / artifact
+        shutil.copytree(run / artifact, target, dirs_exist_ok=True)
+        print(f"Artifact {artifact} downloaded to {target}")
+    with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
+        out.write(f"download-path={dest}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The action in one job (`uses: org/azpytest@v1`), run by act: a green run and a failing one,
+judged by act's output, the job summary, the step outputs and the uploaded files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from actrun import API_KEY, CLIENT, PG_PASSWORD, ActRun, assert_no_secret, junit_cases
+
+from azpytest.cleanup import credential_files
+
+Act = Callable[..., ActRun]
+World = Callable[..., dict[str, Any]]
+
+RUN_DIR = ("azpytest", "1-1-integration")  # $RUNNER_TEMP/azpytest/<run id>-<attempt>-<job>
+SHOP_SECRETS = sorted(["api-key", "pg-host", "pg-port", "pg-database", "pg-user", "pg-password"])
+GREEN = {
+    "tests/test_cluster.py::test_configmap_round_trip": "passed",
+    "tests/test_orders.py::test_orders_total": "passed",
+    "tests/test_orders.py::test_largest_order": "passed",
+    "tests/test_orders.py::test_order_exists[1]": "passed",
+    "tests/test_orders.py::test_order_exists[2]": "passed",
+    "tests/test_settings.py::test_api_key_from_key_vault": "passed",
+    "tests/test_settings.py::test_api_key_in_the_environment": "passed",
+}
+
+
+def test_green_run(act: Act, shop_world: World) -> None:
+    run = act("azure-tests.yml", shop_world())
+
+    assert run.returncode == 0, run.explain()
+    assert run.jobs() == {"integration": "success"}
+    assert "azpytest ran 7 tests, 0 failed" in run.lines("integration")
+
+    # The outputs a later step reads.
+    outputs = run.outputs()
+    runner_temp = run.out / "runner-temp"
+    run_dir = runner_temp.joinpath(*RUN_DIR)
+    junit = run_dir / "junit.xml"
+    job_temp = outputs["junit-path"].removesuffix("/" + "/".join((*RUN_DIR, "junit.xml")))
+    assert outputs == {
+        "total": "7",
+        "passed": "7",
+        "failed": "0",
+        "errors": "0",
+        "skipped": "0",
+        "failed-tests": "",
+        "junit-path": f"{job_temp}/azpytest/1-1-integration/junit.xml",
+        "artifacts-path": "",
+        "kubeconfig-path": f"{job_temp}/azpytest/1-1-integration/kubeconfig",
+    }
+    assert junit_cases(junit) == GREEN
+
+    # The summary: the verdict and the table.
+    summary = run.summary("integration")
+    assert summary.startswith("### ✅ 7 passed in "), summary
+    pytest.LineMatcher(summary.splitlines()).fnmatch_lines(
+        [
+            "| Passed | Failed | Errors | Skipped | xfailed | Total | Duration |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| 7 | 0 | 0 | 0 | 0 | 7 | * s |",
+        ],
+        consecutive=True,
+    )
+    assert run.annotations("error") == []
+
+    # Each Key Vault value was masked (act's JSON log shows the registration) before any
+    # test ran; the values reached the tests (they passed), never the log.
+    masked_at = {
+        r.get("arg"): n for n, r in enumerate(run.records) if r.get("command") == "add-mask"
+    }
+    tests_started = next(
+        n for n, r in enumerate(run.records) if r.get("msg") == "⭐ Run Main Run the tests"
+    )
+    for value in (API_KEY, PG_PASSWORD):
+        assert masked_at[value] < tests_started
+    # The tests used the stand-ins for real: Key Vault read with a token, the AKS API server
+    # with an Entra token from the kubeconfig's exec plugin (azpytest kube-token).
+    sandbox = run.sandbox
+    assert {e.who for e in sandbox.log.select(service="keyvault") if e.status == 200} == {CLIENT}
+    kube = [e for e in sandbox.log.select(service="kube") if e.method == "POST"]
+    assert kube and {e.who for e in kube} == {CLIENT}, sandbox.log.select(service="kube")
+
+    # No credential file left behind; what the report and upload need is kept.
+    assert credential_files(run_dir) == []
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "audit.jsonl",
+        "durations-0.json",
+        "junit.xml",
+        "prepared.json",
+    ]
+    audit = [json.loads(line) for line in (run_dir / "audit.jsonl").read_text().splitlines()]
+    assert sorted((a["vault"], a["secret"], a["outcome"]) for a in audit) == [
+        ("kv-shop", name, "read") for name in SHOP_SECRETS
+    ]
+
+    # upload: failure (the default) uploads nothing for a green run.
+    assert run.uploaded() == {}
+
+    assert_no_secret(run, run.out)
+
+
+def _line_of(run: ActRun, path: str, text: str) -> int:
+    lines = (run.repo / path).read_text().splitlines()
+    return next(n for n, line in enumerate(lines, 1) if text in line)
+
+
+def test_failing_test(act: Act, shop_world: World) -> None:
+    run = act("azure-tests-failing.yml", shop_world())
+
+    assert run.returncode != 0
+    assert run.jobs() == {"integration": "failure"}, run.explain()
+    log = run.lines("integration")
+    assert "azpytest ran 2 tests, 1 failed" in log
+    # The job fails at the report step, after the summary; cleanup still runs.
+    results = [line.strip() for line in log if line.strip().startswith(("✅", "❌"))]
+    pytest.LineMatcher(results).fnmatch_lines(
+        [
+            "✅  Success - Main Run the tests *",
+            "❌  Failure - Main Report *",
+            "✅  Success - Main Upload test results *",
+            "✅  Success - Main Clean up credentials *",
+            "❌  Failure - Main Integration tests *",
+        ]
+    )
+
+    # The annotation at the failing assertion, its message masked.
+    line = _line_of(run, "tests/test_refunds.py", "assert total == 30")
+    assert run.annotations("error") == [
+        f"::error file=tests/test_refunds.py,line={line},"
+        "title=tests/test_refunds.py%3A%3Atest_refund_total::"
+        "AssertionError: refund total 20 != 30 (api key ***)%0Aassert 20 == 30"
+    ]
+    summary = run.summary("integration")
+    assert summary.startswith("### ❌ 1 failed, 1 passed in "), summary
+    pytest.LineMatcher(summary.splitlines()).fnmatch_lines(
+        [
+            "| `tests/test_refunds.py::test_refund_total` | `tests/test_refunds.py:"
+            f"{line}` | AssertionError: refund total 20 != 30 (api key ***) | * s |"
+        ]
+    )
+
+    outputs = run.outputs()
+    job_temp = outputs["junit-path"].removesuffix("/" + "/".join((*RUN_DIR, "junit.xml")))
+    assert {k: v for k, v in outputs.items() if k != "kubeconfig-path"} == {
+        "total": "2",
+        "passed": "1",
+        "failed": "1",
+        "errors": "0",
+        "skipped": "0",
+        "failed-tests": "tests/test_refunds.py::test_refund_total",
+        "junit-path": f"{job_temp}/azpytest/1-1-integration/junit.xml",
+        "artifacts-path": f"{job_temp}/azpytest/1-1-integration/artifacts",
+    }
+
+    # upload: failure uploads the JUnit file, the failure artifacts and the audit log, under
+    # a name unique to the job, shard and attempt.
+    [(name, artifact)] = run.uploaded().items()
+    assert name == "azpytest-integration-0-1"
+    files = sorted(str(p.relative_to(artifact)) for p in artifact.rglob("*") if p.is_file())
+    collected = "artifacts/tests/test_refunds.py/test_refund_total"
+    assert files == [
+        f"{collected}/call-traceback.txt",
+        f"{collected}/refund-request.json",
+        f"{collected}/stdout-call.txt",
+        "audit.jsonl",
+        "durations-0.json",
+        "junit.xml",
+    ]
+    assert junit_cases(artifact / "junit.xml") == {
+        "tests/test_refunds.py::test_refund_allowed": "passed",
+        "tests/test_refunds.py::test_refund_total": "failure",
+    }
+    # Scrubbed: what the test printed, collected and failed with reads *** for the value.
+    assert (artifact / collected / "refund-request.json").read_text() == (
+        '{"api_key": "***", "amount": 30}'
+    )
+    assert (
+        "refund service called with ***" in (artifact / collected / "stdout-call.txt").read_text()
+    )
+    assert "(api key ***)" in (artifact / "junit.xml").read_text()
+
+    run_dir = run.out.joinpath("runner-temp", *RUN_DIR)
+    assert credential_files(run_dir) == []
+    assert_no_secret(run, run.out, run.store)

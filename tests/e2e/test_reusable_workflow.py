@@ -1,0 +1,188 @@
+"""The reusable workflow (`org/azpytest/.github/workflows/pytest-azure.yml@v1`), run by act:
+3 shards through workflow_call with one merged report, and a rerun by hand (workflow_dispatch)
+of only the failures of an earlier run, whose JUnit files come through download-artifact."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from actrun import ActRun, assert_no_secret, junit_cases
+
+Act = Callable[..., ActRun]
+World = Callable[..., dict[str, Any]]
+
+SUITE = {
+    "tests/test_cluster.py::test_configmap_round_trip": "passed",
+    "tests/test_orders.py::test_orders_total": "passed",
+    "tests/test_orders.py::test_largest_order": "passed",
+    "tests/test_orders.py::test_order_exists[1]": "passed",
+    "tests/test_orders.py::test_order_exists[2]": "passed",
+    "tests/test_refunds.py::test_refund_allowed": "passed",
+    "tests/test_refunds.py::test_refund_total": "failure",
+    "tests/test_settings.py::test_api_key_from_key_vault": "passed",
+    "tests/test_settings.py::test_api_key_in_the_environment": "passed",
+}
+
+
+def test_three_shards_through_workflow_call(act: Act, shop_world: World) -> None:
+    run = act("azure-tests-sharded.yml", shop_world())
+
+    # act runs the plan job, the matrix the plan computed (fromJSON of its output), and the
+    # merge job after every shard; the run fails, as one test fails.
+    assert run.returncode != 0
+    jobs = run.jobs()
+    assert sorted(jobs) == ["merge", "plan", "test (shard=0)", "test (shard=1)", "test (shard=2)"]
+    assert jobs["plan"] == "success", run.explain()
+    assert jobs["merge"] == "failure"
+    # act differs: a job that needs a failed reusable workflow never runs, `if: always()` or
+    # not (GitHub runs the probe job); so this run's outputs are read from merge's records.
+
+    # Every test ran exactly once, in one of the shards; the shards split the suite evenly.
+    uploaded = run.uploaded()
+    assert sorted(uploaded) == ["azpytest-test-0-1", "azpytest-test-1-1", "azpytest-test-2-1"]
+    shards = [junit_cases(uploaded[f"azpytest-test-{i}-1"] / "junit.xml") for i in range(3)]
+    assert [len(shard) for shard in shards] == [3, 3, 3]
+    ran: dict[str, str] = {}
+    for shard in shards:
+        assert not set(shard) & set(ran), "a test ran in two shards"
+        ran.update(shard)
+    assert ran == SUITE
+    # The shard holding the failure failed at its report step; the others passed. (act
+    # differs: it reports every shard that ends after a failed one as failed, so the steps
+    # tell, not the job results.)
+    for index, shard in enumerate(shards):
+        failed = [
+            name for result, name in run.steps(f"test (shard={index})") if result != "success"
+        ]
+        if "failure" in shard.values():
+            assert failed == ["Main Report", "Main org/azpytest@v1"], run.steps(
+                f"test (shard={index})"
+            )
+        else:
+            assert failed == [], failed
+
+    # One summary for the whole run, counting every shard.
+    summary = run.summary("merge")
+    assert summary.startswith("### ❌ 1 failed, 8 passed in "), summary
+    pytest.LineMatcher(summary.splitlines()).fnmatch_lines(
+        [
+            "| 8 | 1 | 0 | 0 | 0 | 9 | * s |",
+            "#### Shards (3 JUnit files)",
+            "",
+            "| JUnit file | Tests | Passed | Failed | Errors | Skipped | xfailed | Duration |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| `*/shards/azpytest-test-0-1/junit.xml` | 3 | * |",
+            "| `*/shards/azpytest-test-1-1/junit.xml` | 3 | * |",
+            "| `*/shards/azpytest-test-2-1/junit.xml` | 3 | * |",
+        ]
+    )
+    outputs = run.step_outputs("merge", "report")
+    assert {k: outputs[k] for k in ("total", "passed", "failed", "errors", "skipped")} == {
+        "total": "9",
+        "passed": "8",
+        "failed": "1",
+        "errors": "0",
+        "skipped": "0",
+    }
+    assert outputs["failed-tests"] == "tests/test_refunds.py::test_refund_total"
+    # The merge job makes no credentials: it neither prepares nor cleans up.
+    merge_steps = [name for _, name in run.steps("merge")]
+    assert "Main Prepare credentials, secrets and connections" not in merge_steps
+    assert "Main Clean up credentials" not in merge_steps
+    assert [r for r, _ in run.steps("merge")].count("failure") == 2  # the report, the action
+    assert_no_secret(run, run.out, run.store)
+
+
+def _earlier_junit(cases: dict[str, str]) -> str:
+    """A JUnit file as pytest writes it (xunit2) for an earlier run's shard."""
+    rows = []
+    for node, outcome in cases.items():
+        module, name = node.split(".py::")
+        body = {
+            "passed": "",
+            "failure": '<failure message="assert 2 == 3">assert 2 == 3</failure>',
+            "error": '<error message="failed on setup with &quot;OperationalError&quot;">'
+            "psycopg.OperationalError: connection timeout expired</error>",
+            "skipped": '<skipped type="pytest.skip" message="later">later</skipped>',
+        }[outcome]
+        rows.append(
+            f'<testcase classname="{module.replace("/", ".")}" name="{name}" time="0.5">'
+            f"{body}</testcase>"
+        )
+    failures = sum(o == "failure" for o in cases.values())
+    errors = sum(o == "error" for o in cases.values())
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests">'
+        f'<testsuite name="pytest" errors="{errors}" failures="{failures}" skipped="0" '
+        f'tests="{len(cases)}" time="3.1" timestamp="2026-11-20T09:00:00" hostname="runner">'
+        + "".join(rows)
+        + "</testsuite></testsuites>"
+    )
+
+
+EARLIER_RUN = "4242"
+# The earlier run failed one test in each of its two shards (a failure, a setup error).
+EARLIER = {
+    "azpytest-test-0-1": {
+        "tests/test_orders.py::test_orders_total": "passed",
+        "tests/test_orders.py::test_largest_order": "failure",
+        "tests/test_cluster.py::test_configmap_round_trip": "passed",
+    },
+    "azpytest-test-1-1": {
+        "tests/test_settings.py::test_api_key_from_key_vault": "passed",
+        "tests/test_settings.py::test_api_key_in_the_environment": "error",
+        "tests/test_orders.py::test_order_exists[1]": "passed",
+    },
+    # Not azpytest's: the download's pattern leaves it out (else test_refund_total reruns).
+    "coverage-report": {"tests/test_refunds.py::test_refund_total": "failure"},
+}
+
+
+def test_rerun_only_the_failures_of_an_earlier_run(act: Act, shop_world: World) -> None:
+    run = act(
+        "azure-tests-rerun.yml",
+        shop_world(),
+        event="workflow_dispatch",
+        payload={"inputs": {"rerun-failed-of-run": EARLIER_RUN, "tests": "", "debug": False}},
+        # act differs: github.token is empty unless given as the GITHUB_TOKEN secret, and
+        # download-artifact (v4, and the stand-in) ignores run-id without a token.
+        secrets={"GITHUB_TOKEN": "e2e-token-not-github"},
+        store={
+            EARLIER_RUN: {
+                name: {"junit.xml": _earlier_junit(cases)} for name, cases in EARLIER.items()
+            }
+        },
+    )
+
+    assert run.returncode == 0, run.explain()
+    assert run.jobs() == {
+        "plan": "success",
+        "test (shard=0)": "success",
+        "merge": "success",
+        "probe": "success",
+    }
+    log = run.lines("test (shard=0)")
+    assert any(line.startswith("azpytest: rerunning the 2 failed test(s) of ") for line in log), (
+        "\n".join(log)
+    )
+
+    # Only the earlier failure and the earlier error ran again (and pass now).
+    [(name, artifact)] = run.uploaded().items()
+    assert name == "azpytest-test-0-1"
+    assert junit_cases(artifact / "junit.xml") == {
+        "tests/test_orders.py::test_largest_order": "passed",
+        "tests/test_settings.py::test_api_key_in_the_environment": "passed",
+    }
+    assert run.summary("merge").startswith("### ✅ 2 passed in ")
+    # What the reusable workflow hands back to its caller (workflow_call outputs).
+    assert run.outputs() == {
+        "total": "2",
+        "passed": "2",
+        "failed": "0",
+        "errors": "0",
+        "skipped": "0",
+    }
+    assert (run.out / "result.txt").read_text() == "success"
+    assert_no_secret(run, run.out, run.store)
