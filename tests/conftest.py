@@ -161,3 +161,18 @@ def actions_step(tmp_path: Path) -> Callable[..., StepResult]:
         )
 
     return run
+
+
+@pytest.fixture
+def az_cli() -> str:
+    """The az CLI where one is installed (AZPYTEST_TEST_AZ or PATH); else the test skips."""
+    import shutil
+
+    found = os.environ.get("AZPYTEST_TEST_AZ") or shutil.which("az")
+    if not found:
+        pytest.skip(
+            "the az CLI is not installed (367 MB): to run this test, `uv venv /tmp/azcli-venv && "
+            "uv pip install --python /tmp/azcli-venv/bin/python azure-cli` and set "
+            "AZPYTEST_TEST_AZ=/tmp/azcli-venv/bin/az"
+        )
+    return found

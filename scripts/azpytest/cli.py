@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument(
         "--latency-ms",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="added to every answer (default 0)",
@@ -202,7 +202,7 @@ def _flags(args: argparse.Namespace) -> dict[str, str | None]:
     return {name: getattr(args, name.replace("-", "_"), None) for name in INPUT_HELP}
 
 
-def _non_negative_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:

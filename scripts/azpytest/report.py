@@ -36,6 +36,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from azpytest import errors
 from azpytest.artifacts import Scrubber
+from azpytest.cli import non_negative_int
 from azpytest.github import Workflow
 from azpytest.settings import InputError
 
@@ -853,7 +854,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-annotations",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=DEFAULT_ANNOTATIONS,
         metavar="N",
         help=f"failures annotated at their line (default {DEFAULT_ANNOTATIONS}, GitHub's cap)",
@@ -864,16 +865,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 if a test failed or errored (by default the run step fails the job)",
     )
     return parser
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
 
 
 def _natural(path: str) -> list[str | int]:

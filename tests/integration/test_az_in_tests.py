@@ -4,32 +4,18 @@ the token broker, in a private config folder that cleanup removes."""
 from __future__ import annotations
 
 import os
-import shutil
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from azpytest.sandbox import Sandbox
 
 
-def az_cli() -> str:
-    found = os.environ.get("AZPYTEST_TEST_AZ") or shutil.which("az")
-    if not found:
-        pytest.skip(
-            "the az CLI is not installed (367 MB): to run this test, `uv venv /tmp/azcli-venv && "
-            "uv pip install --python /tmp/azcli-venv/bin/python azure-cli` and set "
-            "AZPYTEST_TEST_AZ=/tmp/azcli-venv/bin/az"
-        )
-    return found
-
-
 def test_tests_shelling_out_to_az_work(
-    sandbox: Sandbox, actions_step: Callable[..., Any], tmp_path: Path
+    sandbox: Sandbox, actions_step: Callable[..., Any], tmp_path: Path, az_cli: str
 ) -> None:
-    az = az_cli()
+    az = az_cli
     project = tmp_path / "suite"
     (project / "tests").mkdir(parents=True)
     (project / "pytest.ini").write_text("[pytest]\n")

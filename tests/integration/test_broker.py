@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -628,19 +627,8 @@ def test_broker_false_runs_pytest_without_it(tmp_path: Path, actions_step: Step)
 # ---------------------------------------------------------------------------- the az CLI
 
 
-def az_cli() -> str:
-    found = os.environ.get("AZPYTEST_TEST_AZ") or shutil.which("az")
-    if not found:
-        pytest.skip(
-            "the az CLI is not installed (367 MB): to run this test, `uv venv /tmp/azcli-venv && "
-            "uv pip install --python /tmp/azcli-venv/bin/python azure-cli` and set "
-            "AZPYTEST_TEST_AZ=/tmp/azcli-venv/bin/az"
-        )
-    return found
-
-
-def test_az_cli_logs_in_with_identity_and_reads_a_secret(tmp_path: Path) -> None:
-    az = az_cli()
+def test_az_cli_logs_in_with_identity_and_reads_a_secret(tmp_path: Path, az_cli: str) -> None:
+    az = az_cli
     script = tmp_path / "az.sh"
     script.write_text(
         textwrap.dedent(f"""
