@@ -153,3 +153,21 @@ def test_dbt_fixture_builds_and_fails_with_dbts_own_error(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*dbt compile --vars {not yaml failed (exit 2):*"])
+
+
+def test_azure_sql_without_pyodbc_skips_saying_what_to_install(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "connections:\n  sql:\n    kind: azure-sql\n    host: sql.example\n    database: app\n    auth: entra\n"
+    )
+    clean_env.setenv("AZPYTEST_CONNECTIONS", str(path))
+    pytester.makepyfile("def test_sql(azure_sql_connection):\n    azure_sql_connection()\n")
+    result = pytester.runpytest_subprocess("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*azpytest: azure_sql_connection needs pyodbc and the Microsoft ODBC Driver 18 for SQL Server: pip install pyodbc; apt-get install msodbcsql18"
+        ]
+    )
