@@ -60,6 +60,18 @@ def test_plugin_is_inert_without_configuration(
             "azpytest: no AKS kubeconfig was prepared; set aks-resource-group and aks-cluster for `azpytest prepare`",
         ),
         (
+            "dbt",
+            "azpytest: no dbt project configured; set azpytest_dbt_project in pytest.ini or AZPYTEST_DBT_PROJECT",
+        ),
+        (
+            "kube_namespace",
+            "azpytest: no AKS kubeconfig was prepared; set aks-resource-group and aks-cluster for `azpytest prepare`",
+        ),
+        (
+            "pg_schema",
+            "azpytest: no connections were prepared (AZPYTEST_CONNECTIONS is not set); set the profiles input of `azpytest prepare`",
+        ),
+        (
             "db_connection",
             "azpytest: no connections were prepared (AZPYTEST_CONNECTIONS is not set); set the profiles input of `azpytest prepare`",
         ),
