@@ -105,10 +105,8 @@ def fetch(settings: Settings, identity: Identity, audit: AuditLog) -> list[Fetch
                 None,
                 "secrets/readMetadata/action",
             )
-        wanted: list[tuple[str, str, bool]] = [
-            (s.source, s.env or env_name_for(s.source), False) for s in named
-        ]
-        taken = {name.lower() for name, _, _ in wanted}
+        wanted = [(s.source, s.env or env_name_for(s.source)) for s in named]
+        taken = {name.lower() for name, _ in wanted}
         for spec in globs:
             for name, props in sorted(listed.items()):
                 if not spec.matches(name) or name.lower() in taken:
@@ -122,10 +120,10 @@ def fetch(settings: Settings, identity: Identity, audit: AuditLog) -> list[Fetch
                         f"skipped (taken by the glob {spec.source!r})"
                     )
                     continue
-                wanted.append((name, env_name_for(name), True))
+                wanted.append((name, env_name_for(name)))
         futures = [
             pool.submit(_get, client, settings, identity, audit, vault, name, env)
-            for name, env, _ in wanted
+            for name, env in wanted
         ]
         warm.exception()  # a failure here shows again, diagnosed, in the first get
         return [f.result() for f in futures]
