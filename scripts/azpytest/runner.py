@@ -123,11 +123,10 @@ def run(settings: Settings, workflow: Workflow) -> int:
         tests = []
         for junit_file in options.rerun_failed_from:
             tests += [t for t in failed_node_ids(junit_file, root) if t not in tests]
+        earlier = _names(options.rerun_failed_from)
         if not tests:
-            earlier = _names(options.rerun_failed_from)
             print(f"azpytest: {earlier} lists no failed tests: nothing to rerun", flush=True)
             return 0
-        earlier = _names(options.rerun_failed_from)
         print(f"azpytest: rerunning the {len(tests)} failed test(s) of {earlier}", flush=True)
     command = pytest_command(settings, junit, tests)
     env = {**os.environ, **_local_env(settings), "AZPYTEST_RUN_DIR": str(settings.run_dir)}
