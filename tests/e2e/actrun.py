@@ -4,6 +4,9 @@ outputs, the stand-in artifact store; and the example project's constants."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,3 +157,46 @@ def junit_cases(path: Path) -> dict[str, str]:
         assert node not in cases, f"{node} ran twice in {path}"
         cases[node] = outcome
     return cases
+
+
+# ---------------------------------------------------------------------------- running act
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+# The sandbox variables a job needs; AZURE_* go in as repository variables instead.
+SANDBOX_ENV = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "REQUESTS_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "CURL_CA_BUNDLE",
+)
+ID_TOKEN_ENV = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+# What act itself and the runner's tools need from this process's environment: the rest
+# (AZURE_*, GITHUB_*, proxies, this venv on PATH) would leak into the jobs.
+HOST_ENV = ("HOME", "LANG", "LC_ALL", "USER", "TMPDIR", "TERM")
+HOST_ENV_PREFIXES = ("UV_", "PIP_")
+
+
+def pinned(action: str) -> str:
+    """The commit SHA that action.yml and the reusable workflow pin `action` to (act fetches
+    a composite action's actions before the job, even those of skipped steps)."""
+    texts = [
+        (CHECKOUT / "action.yml").read_text(),
+        (CHECKOUT / ".github" / "workflows" / "pytest-azure.yml").read_text(),
+    ]
+    shas = {m for text in texts for m in re.findall(rf"{action}@([0-9a-f]{{40}})", text)}
+    assert len(shas) == 1, f"{action} is pinned to {sorted(shas)}: one SHA expected"
+    return shas.pop()
+
+
+def host_env() -> dict[str, str]:
+    """act's own environment: this process's, less what would leak into the jobs."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin
+    )
+    env = {k: v for k, v in os.environ.items() if k in HOST_ENV or k.startswith(HOST_ENV_PREFIXES)}
+    env["PATH"] = path
+    return env

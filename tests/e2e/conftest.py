@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -56,7 +55,20 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from actrun import API_KEY, CLIENT, MAIN, PG_PASSWORD, REPOSITORY, SUBSCRIPTION, TENANT, ActRun
+from actrun import (
+    API_KEY,
+    CLIENT,
+    ID_TOKEN_ENV,
+    MAIN,
+    PG_PASSWORD,
+    REPOSITORY,
+    SANDBOX_ENV,
+    SUBSCRIPTION,
+    TENANT,
+    ActRun,
+    host_env,
+    pinned,
+)
 from psycopg import sql
 
 from azpytest.sandbox import Sandbox
@@ -71,22 +83,6 @@ ACT_TIMEOUT = 300  # seconds for one act run: a hung job fails the test with act
 collect_ignore = ["project", "workflows", "actions"]
 
 REMOTE = f"https://github.com/{REPOSITORY}.git"
-
-# The sandbox variables a job needs; AZURE_* go in as repository variables instead.
-SANDBOX_ENV = (
-    "HTTPS_PROXY",
-    "https_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "REQUESTS_CA_BUNDLE",
-    "SSL_CERT_FILE",
-    "CURL_CA_BUNDLE",
-)
-ID_TOKEN_ENV = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
-# What act itself and the runner's tools need from this process's environment: the rest
-# (AZURE_*, GITHUB_*, proxies, this venv on PATH) would leak into the jobs.
-HOST_ENV = ("HOME", "LANG", "LC_ALL", "USER", "TMPDIR", "TERM")
-HOST_ENV_PREFIXES = ("UV_", "PIP_")
 
 
 # ---------------------------------------------------------------------------- PostgreSQL
@@ -214,27 +210,6 @@ def act_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("act")
 
 
-def _pinned(action: str) -> str:
-    """The commit SHA that action.yml and the reusable workflow pin `action` to."""
-    texts = [
-        (CHECKOUT / "action.yml").read_text(),
-        (CHECKOUT / ".github" / "workflows" / "pytest-azure.yml").read_text(),
-    ]
-    shas = {m for text in texts for m in re.findall(rf"{action}@([0-9a-f]{{40}})", text)}
-    assert len(shas) == 1, f"{action} is pinned to {sorted(shas)}: one SHA expected"
-    return shas.pop()
-
-
-def _host_env() -> dict[str, str]:
-    venv_bin = str(Path(sys.executable).parent)
-    path = os.pathsep.join(
-        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin
-    )
-    env = {k: v for k, v in os.environ.items() if k in HOST_ENV or k.startswith(HOST_ENV_PREFIXES)}
-    env["PATH"] = path
-    return env
-
-
 @pytest.fixture
 def act(
     tmp_path: Path,
@@ -307,10 +282,10 @@ def act(
             "--local-repository",
             f"org/azpytest@v1={action_release}",
             "--local-repository",
-            f"actions/upload-artifact@{_pinned('actions/upload-artifact')}="
+            f"actions/upload-artifact@{pinned('actions/upload-artifact')}="
             f"{HERE / 'actions' / 'upload-artifact'}",
             "--local-repository",
-            f"actions/download-artifact@{_pinned('actions/download-artifact')}="
+            f"actions/download-artifact@{pinned('actions/download-artifact')}="
             f"{HERE / 'actions' / 'download-artifact'}",
         ]
         if payload is not None:
@@ -327,7 +302,7 @@ def act(
         child = subprocess.Popen(
             command,
             cwd=repo,
-            env=_host_env(),
+            env=host_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

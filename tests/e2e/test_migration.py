@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +25,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from actrun import CLIENT, MAIN, PG_PASSWORD, REPOSITORY, SUBSCRIPTION, TENANT, ActRun, files_text
+from actrun import (
+    CLIENT,
+    ID_TOKEN_ENV,
+    MAIN,
+    PG_PASSWORD,
+    REPOSITORY,
+    SANDBOX_ENV,
+    SUBSCRIPTION,
+    TENANT,
+    ActRun,
+    files_text,
+    host_env,
+    pinned,
+)
 
 from azpytest.cleanup import credential_files
 from azpytest.sandbox import Sandbox
@@ -42,21 +54,6 @@ ACT_TIMEOUT = 300
 DB_HOST = "e2e-DbHost-Wombat41c7d2e9-neverShown"
 DB_PASSWORD = PG_PASSWORD
 SECRETS = (DB_HOST, DB_PASSWORD)
-
-# As conftest.py's `act` fixture passes them: the sandbox's proxy and CA, the OIDC request.
-SANDBOX_ENV = (
-    "HTTPS_PROXY",
-    "https_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "REQUESTS_CA_BUNDLE",
-    "SSL_CERT_FILE",
-    "CURL_CA_BUNDLE",
-    "ACTIONS_ID_TOKEN_REQUEST_URL",
-    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-)
-HOST_ENV = ("HOME", "LANG", "LC_ALL", "USER", "TMPDIR", "TERM")
-HOST_ENV_PREFIXES = ("UV_", "PIP_")
 
 
 def migration_world(subject: str = MAIN) -> dict[str, Any]:
@@ -123,24 +120,6 @@ def _workspace(repo: Path) -> None:
         subprocess.run([*git, *args], check=True, capture_output=True)
 
 
-def _pinned(action: str) -> str:
-    """The commit SHA that action.yml pins `action` to (act fetches the composite action's
-    actions before the job, even those of skipped steps)."""
-    shas = set(re.findall(rf"{action}@([0-9a-f]{{40}})", (CHECKOUT / "action.yml").read_text()))
-    assert len(shas) == 1, f"{action} is pinned to {sorted(shas)}: one SHA expected"
-    return str(shas.pop())
-
-
-def _host_env() -> dict[str, str]:
-    venv_bin = str(Path(sys.executable).parent)
-    path = os.pathsep.join(
-        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin
-    )
-    env = {k: v for k, v in os.environ.items() if k in HOST_ENV or k.startswith(HOST_ENV_PREFIXES)}
-    env["PATH"] = path
-    return env
-
-
 def _act(tmp_path: Path, sandbox: Sandbox, action_release: Path, home: Path, cache: Path) -> ActRun:
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -151,7 +130,7 @@ def _act(tmp_path: Path, sandbox: Sandbox, action_release: Path, home: Path, cac
     store.mkdir()
     app = sandbox.scenario.default_app
     assert app is not None
-    env = {k: sandbox.env[k] for k in SANDBOX_ENV}
+    env = {k: sandbox.env[k] for k in (*SANDBOX_ENV, *ID_TOKEN_ENV)}
     env.update(
         {
             # The suite writes ~/.kube/config: a HOME of the job's own, kept for the checks.
@@ -183,7 +162,7 @@ def _act(tmp_path: Path, sandbox: Sandbox, action_release: Path, home: Path, cac
         "--local-repository",
         f"org/azpytest@v1={action_release}",
         "--local-repository",
-        f"actions/upload-artifact@{_pinned('actions/upload-artifact')}="
+        f"actions/upload-artifact@{pinned('actions/upload-artifact')}="
         f"{HERE / 'actions' / 'upload-artifact'}",
     ]
     for name, value in env.items():
@@ -193,7 +172,7 @@ def _act(tmp_path: Path, sandbox: Sandbox, action_release: Path, home: Path, cac
     child = subprocess.Popen(
         command,
         cwd=repo,
-        env=_host_env(),
+        env=host_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

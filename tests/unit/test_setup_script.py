@@ -8,20 +8,24 @@ from pathlib import Path
 SETUP = Path(__file__).resolve().parents[2] / "scripts" / "setup.sh"
 
 
-def test_windows_runner_fails_at_once_with_one_line(tmp_path: Path) -> None:
-    done = subprocess.run(
+def setup(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "RUNNER_TEMP": str(tmp_path),
+        "GITHUB_ACTION_PATH": str(tmp_path),
+    }
+    return subprocess.run(
         ["bash", str(SETUP)],
-        env={
-            "RUNNER_OS": "Windows",
-            "PATH": "/usr/bin:/bin",
-            "RUNNER_TEMP": str(tmp_path),
-            "GITHUB_ACTION_PATH": str(tmp_path),
-        },
+        env={**base, **env},
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
+
+
+def test_windows_runner_fails_at_once_with_one_line(tmp_path: Path) -> None:
+    done = setup(tmp_path, RUNNER_OS="Windows")
     assert done.returncode == 1
     assert done.stdout.splitlines() == [
         "::error title=azpytest: unsupported runner::azpytest runs on Linux and macOS runners; this job "
@@ -31,20 +35,7 @@ def test_windows_runner_fails_at_once_with_one_line(tmp_path: Path) -> None:
 
 
 def test_missing_python_version_is_named(tmp_path: Path) -> None:
-    done = subprocess.run(
-        ["bash", str(SETUP)],
-        env={
-            "RUNNER_OS": "Linux",
-            "PATH": "/usr/bin:/bin",
-            "AZPYTEST_PYTHON_VERSION": "3.99",
-            "RUNNER_TEMP": str(tmp_path),
-            "GITHUB_ACTION_PATH": str(tmp_path),
-        },
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = setup(tmp_path, RUNNER_OS="Linux", AZPYTEST_PYTHON_VERSION="3.99")
     assert done.returncode == 1
     assert done.stdout.startswith(
         "::error title=azpytest: no python3.99::python3.99 is not on the runner's PATH."
