@@ -8,68 +8,14 @@ variables listed in prepared.json, never stored) with `***`.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from azpytest.github import mask_forms
+from azpytest.masking import Scrubber
 
-MASK = "***"
-MIN_SCRUBBED = 4
 _UNSAFE = re.compile(r"[^\w.\-=\[\]@+,]+", re.UNICODE)
 _PART_MAX = 80
 _PATH_MAX = 200
-
-
-class Scrubber:
-    """Replaces every masked value (and each line of a multi-line one) with ***."""
-
-    def __init__(self, values: Iterable[str] = ()) -> None:
-        self._set: set[str] = set()
-        self._forms: list[str] = []
-        for value in values:
-            self.add(value)
-
-    def __bool__(self) -> bool:
-        return bool(self._forms)
-
-    def add(self, value: str) -> None:
-        if value:
-            # A value of a few characters ("app", a port) would blank parts of every word and
-            # path that contains it; the runner still masks it in the log.
-            self._set.update(f for f in mask_forms(value, encoded=True) if len(f) >= MIN_SCRUBBED)
-            # Longest first, so a value is replaced before any line of it.
-            self._forms = sorted(self._set, key=len, reverse=True)
-
-    def text(self, text: str) -> str:
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, MASK)
-        return text
-
-    def data(self, data: bytes) -> bytes:
-        for form in self._forms:
-            encoded = form.encode("utf-8")
-            if encoded in data:
-                data = data.replace(encoded, MASK.encode())
-        return data
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Scrubber:
-        env = os.environ if environ is None else environ
-        run_dir = env.get("AZPYTEST_RUN_DIR")
-        names: list[str] = []
-        if run_dir:
-            try:
-                record = json.loads((Path(run_dir) / "prepared.json").read_text("utf-8"))
-                names = [str(n) for n in record.get("masked_env", [])]
-            except (OSError, ValueError, AttributeError):
-                names = []
-        # The broker's header is masked in the log; keep it out of every file too.
-        names.append("IDENTITY_HEADER")
-        return cls(env[name] for name in names if env.get(name))
 
 
 def node_path(nodeid: str) -> Path:

@@ -464,14 +464,13 @@ class _OwnLine(io.TextIOBase):
 def for_settings(settings: Settings, workflow: Workflow) -> Broker:
     """A broker with the job's credential; the header is masked at once."""
     from azpytest import identity
-    from azpytest.prepare import AUDIT
 
-    settings.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    run_dir = settings.rundir.create()
     own = Workflow(workflow.environ, out=cast(TextIO, _OwnLine(workflow.out)))
     broker = Broker(
         lambda: identity.build(settings, own),
         client_id=settings.client_id,
-        audit_path=settings.run_dir / AUDIT,
+        audit_path=run_dir.audit,
         workflow=own,  # masks the header before anything else can print it
     )
     # The first token would otherwise wait for azure.identity's import (~0.4 s).

@@ -1,45 +1,40 @@
 """`azpytest cleanup`: leave no credential behind, whatever the outcome.
 
-Deletes the files of the run folder that hold or lead to credentials (kubeconfig, profiles,
-the local export file) and keeps what the report and the upload need (the JUnit file,
-failure artifacts, the audit log, durations, prepared.json with its names and no values).
-Runs as the action's last step with `if: always()`; deleting what is gone is no error.
+Deletes what the run folder's record lists — every file and folder that holds or leads to a
+credential, recorded by `rundir` as it was made (kubeconfig, profiles, the local export
+file, az's config, the kubelogin stand-in) — and keeps what the report and the upload need
+(the JUnit file, failure artifacts, the audit log, durations, prepared.json with its names
+and no values). Runs as the action's last step with `if: always()`: it reads no input but
+the run folder, so a bad unrelated input never stops it; deleting what is gone is no error.
+A folder azpytest did not make (no marker) is refused, never emptied.
 """
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
-from azpytest.github import Workflow
-from azpytest.settings import Settings
-
-CREDENTIAL_FILES = ("kubeconfig", "profiles.yml", "connections.yaml", "prepared.env")
-CREDENTIAL_DIRS = ("bin", "az")  # a private PATH entry and az's config folder, if made
+from azpytest.rundir import MARKER, RunDir
+from azpytest.settings import InputError
 
 
-def run(settings: Settings, workflow: Workflow) -> int:
-    run_dir = settings.run_dir
-    removed: list[str] = []
-    for name in CREDENTIAL_FILES:
-        path = run_dir / name
-        if path.exists() or path.is_symlink():
-            path.unlink()
-            removed.append(name)
-    for name in CREDENTIAL_DIRS:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-            removed.append(f"{name}/")
-    left = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+def run(run_dir: RunDir) -> int:
+    if not run_dir.path.exists():
+        print(f"azpytest: cleanup: {run_dir.path} does not exist; nothing to remove", flush=True)
+        return 0
+    if not run_dir.is_ours:
+        raise InputError(
+            "run-dir",
+            f"{run_dir.path} has no {MARKER} marker: azpytest did not make it, so cleanup "
+            "removes nothing there (pass the run-dir that prepare printed)",
+        )
+    removed = run_dir.delete_credentials()
+    left = sorted(p.name for p in run_dir.path.iterdir() if not p.name.startswith(".azpytest"))
     print(
-        f"azpytest: cleanup of {run_dir}: removed {', '.join(removed) or 'nothing'}; "
+        f"azpytest: cleanup of {run_dir.path}: removed {', '.join(removed) or 'nothing'}; "
         f"kept {', '.join(left) or 'nothing'}",
         flush=True,
     )
     return 0
 
 
-def credential_files(run_dir: Path) -> list[Path]:
-    """What cleanup would remove (for tests and the e2e checks)."""
-    return [run_dir / n for n in (*CREDENTIAL_FILES, *CREDENTIAL_DIRS) if (run_dir / n).exists()]
+def credential_files(run_dir: RunDir) -> list[str]:
+    """What cleanup would remove: the recorded names that still exist."""
+    return [name for name in run_dir.recorded() if (run_dir / name).exists()]

@@ -14,6 +14,7 @@ from types import FrameType
 
 from azpytest import __version__, errors
 from azpytest.github import Workflow
+from azpytest.settings import non_negative_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,16 +203,6 @@ def _flags(args: argparse.Namespace) -> dict[str, str | None]:
     return {name: getattr(args, name.replace("-", "_"), None) for name in INPUT_HELP}
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["report"]:
@@ -236,7 +227,9 @@ def _step(args: argparse.Namespace) -> int:
 
     workflow = Workflow(os.environ)
     try:
-        loaded = settings.load(_flags(args), os.environ, require_identity=args.command != "cleanup")
+        if args.command == "cleanup":
+            return cleanup.run(settings.load_run_dir(_flags(args), os.environ))
+        loaded = settings.load(_flags(args), os.environ)
         if args.command == "run":
             return runner.run(loaded, workflow)
         if args.command == "exec":
@@ -244,8 +237,6 @@ def _step(args: argparse.Namespace) -> int:
             if command[:1] == ["--"]:
                 command = command[1:]
             return runner.exec_command(loaded, workflow, command)
-        if args.command == "cleanup":
-            return cleanup.run(loaded, workflow)
     except settings.InputError as exc:
         return errors.bad_input(args.command, exc, workflow)
     return prepare.run(loaded, workflow)

@@ -8,18 +8,14 @@ the would-be environment is kept in memory for the caller to hand on.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import secrets
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TextIO
 
-# Lines shorter than this are not masked on their own (masking "}" would blank every brace
-# in the log); the whole value is always masked.
-MIN_MASKED_LINE = 4
+from azpytest.masking import mask_forms
 
 
 def escape_data(text: str) -> str:
@@ -28,26 +24,6 @@ def escape_data(text: str) -> str:
 
 def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def mask_forms(value: str, *, encoded: bool = False) -> list[str]:
-    """Every string the runner must hide for `value`: itself and each line of it; with
-    `encoded`, also its JSON-escaped and base64 forms (for values we write in those forms)."""
-    forms: list[str] = []
-
-    def add(form: str) -> None:
-        if form and form not in forms:
-            forms.append(form)
-
-    add(value)
-    for line in value.splitlines():
-        if len(line.strip()) >= MIN_MASKED_LINE:
-            add(line.strip())
-    if encoded:
-        add(json.dumps(value, ensure_ascii=False)[1:-1])
-        add(json.dumps(value)[1:-1])
-        add(base64.b64encode(value.encode()).decode())
-    return forms
 
 
 class Workflow:

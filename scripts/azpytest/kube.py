@@ -33,20 +33,17 @@ from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from urllib3.util.retry import Retry
 
 from azpytest import errors, http, identity
+from azpytest.clouds import AKS_SERVER_ID, DEFAULT_AUDIENCE
 from azpytest.github import Workflow
 from azpytest.identity import Identity
-from azpytest.prepare import write_private
+from azpytest.rundir import BIN, KUBECONFIG, RunDir
 from azpytest.settings import INPUT_ENV, InputError, Settings
 from azpytest.settings import load as load_settings
 
 API_VERSION = "2025-10-01"
-# The Entra app every AKS-managed Entra cluster's API server takes tokens for.
-AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
 EXEC_V1 = "client.authentication.k8s.io/v1"
 EXEC_V1BETA1 = "client.authentication.k8s.io/v1beta1"
 EXEC_API_VERSIONS = (EXEC_V1, EXEC_V1BETA1)
-KUBECONFIG = "kubeconfig"
-DEFAULT_AUDIENCE = "api://AzureADTokenExchange"
 # User fields that hold a credential: masked (with their base64 and decoded forms) at once.
 _SECRET_FIELDS = ("client-key-data", "client-certificate-data", "token", "password")
 
@@ -61,8 +58,9 @@ def write_kubeconfig(settings: Settings, who: Identity, workflow: Workflow) -> P
     kubeconfig, notes = replace_kubelogin(raw, settings)
     for note in notes:
         workflow.warning(note)
-    path = settings.run_dir / KUBECONFIG
-    write_private(path, yaml.safe_dump(kubeconfig, default_flow_style=False, sort_keys=False))
+    path = settings.rundir.write_private(
+        KUBECONFIG, yaml.safe_dump(kubeconfig, default_flow_style=False, sort_keys=False)
+    )
     kind = "admin" if settings.aks_admin else "user"
     users = ", ".join(_describe(u) for u in kubeconfig.get("users") or [])
     print(
@@ -516,13 +514,12 @@ def real_kubelogin(path: str | None = None) -> str | None:
     return None if b"azpytest" in head else found
 
 
-def install_kubelogin(run_dir: Path, mode: str, environ: Mapping[str, str]) -> Path | None:
+def install_kubelogin(run_dir: RunDir, mode: str, environ: Mapping[str, str]) -> Path | None:
     """Put the stand-in in `<run_dir>/bin` (to go first on the tests' PATH) unless a real
     kubelogin is found (`auto`) or `never`; the folder to prepend, or None."""
     if mode == "never" or (mode == "auto" and real_kubelogin(environ.get("PATH"))):
         return None
-    folder = run_dir / "bin"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = run_dir.private_folder(BIN)
     script = folder / "kubelogin"
     script.write_text(
         f"#!{sys.executable} -P\n"

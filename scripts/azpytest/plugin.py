@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
+from azpytest.rundir import ARTIFACTS
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -75,12 +77,13 @@ class ArtifactState:
 def _artifact_state(config: pytest.Config) -> ArtifactState:
     state = config.stash.get(_ARTIFACTS, None)
     if state is None:
-        from azpytest.artifacts import ArtifactWriter, Scrubber
+        from azpytest.artifacts import ArtifactWriter
+        from azpytest.masking import Scrubber
 
-        scrubber = Scrubber.from_environment()
+        scrubber = Scrubber.from_environment(os.environ)
         xmlpath = getattr(config.option, "xmlpath", None)
         root = os.environ.get("AZPYTEST_ARTIFACTS_DIR") or (
-            str(Path(xmlpath).parent / "artifacts") if xmlpath else None
+            str(Path(xmlpath).parent / ARTIFACTS) if xmlpath else None
         )
         writer = ArtifactWriter(Path(root), scrubber) if root else None
         state = ArtifactState(writer=writer, scrubber=scrubber)
@@ -214,16 +217,10 @@ def _masked_values() -> list[str]:
 
 def _prepared() -> dict[str, Any]:
     """What `azpytest prepare` recorded for this run (names only), or {}."""
-    import json
+    from azpytest.rundir import RunDir
 
-    run_dir = os.environ.get("AZPYTEST_RUN_DIR")
-    if not run_dir:
-        return {}
-    try:
-        data = json.loads((Path(run_dir) / "prepared.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    run_dir = RunDir.from_environment(os.environ)
+    return run_dir.read_prepared() if run_dir is not None else {}
 
 
 def unavailable(what: str, fix: str) -> NoReturn:

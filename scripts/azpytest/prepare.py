@@ -9,39 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
-import os
 import shlex
 from pathlib import Path
 from typing import Any
 
-from azpytest import errors, identity, keyvault
+from azpytest import errors, identity, keyvault, rundir
 from azpytest.github import Workflow
 from azpytest.settings import Settings
-
-PREPARED = "prepared.json"
-AUDIT = "audit.jsonl"
-LOCAL_ENV = "prepared.env"
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, created 0600 (never briefly wider)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(path, 0o600)
 
 
 def run(settings: Settings, workflow: Workflow) -> int:
     for note in settings.notes:
         workflow.warning(note)
-    run_dir = settings.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    run_dir = settings.rundir.create()
     # Known to the later steps at once: a failed prepare still uploads its audit log.
-    workflow.set_output("run-dir", str(run_dir))
-    workflow.set_env("AZPYTEST_RUN_DIR", str(run_dir))
+    workflow.set_output("run-dir", str(run_dir.path))
+    workflow.set_env(rundir.ENV_VARIABLE, str(run_dir.path))
     if not settings.debug:
         # azure-identity logs each refusal with Entra's whole JSON; the diagnosis says it once.
         logging.getLogger("azure.identity").setLevel(logging.ERROR)
@@ -55,7 +39,7 @@ def run(settings: Settings, workflow: Workflow) -> int:
     try:
         fetched: list[keyvault.FetchedSecret] = []
         if settings.key_vault:
-            audit = keyvault.AuditLog(run_dir / AUDIT)
+            audit = keyvault.AuditLog(run_dir.audit)
             fetched = keyvault.fetch(settings, who, audit)
         elif not settings.aks_cluster:
             # Nothing to read: still prove the login works now, not in the middle of the tests.
@@ -88,8 +72,7 @@ def run(settings: Settings, workflow: Workflow) -> int:
 
         for name, value in profiles.write(settings.profiles, run_dir).items():
             workflow.set_env(name, value)
-    record = _record(settings, who, fetched)
-    write_private(run_dir / PREPARED, json.dumps(record, indent=2) + "\n")
+    prepared = run_dir.write_prepared(_record(settings, who, fetched))
 
     if fetched:
         names = ", ".join(f"{s.env} <- {s.name}" for s in fetched)
@@ -100,14 +83,13 @@ def run(settings: Settings, workflow: Workflow) -> int:
         )
     if not workflow.in_actions:
         lines = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in workflow.exported.items())
-        env_file = run_dir / LOCAL_ENV
-        write_private(env_file, lines)
+        env_file = run_dir.write_private(rundir.LOCAL_ENV, lines)
         print(
             f"azpytest: environment written to {env_file} (mode 0600); load it with:\n"
             f"  set -a; . {shlex.quote(str(env_file))}; set +a",
             flush=True,
         )
-    print(f"azpytest: prepared: {run_dir / PREPARED}", flush=True)
+    print(f"azpytest: prepared: {prepared}", flush=True)
     return 0
 
 
@@ -131,11 +113,6 @@ def _record(
         ],
         # The variables whose values later steps must scrub from anything they write.
         "masked_env": sorted({s.env for s in fetched}),
-        "audit_log": str(settings.run_dir / AUDIT) if settings.key_vault else None,
-        "kubeconfig": str(settings.run_dir / "kubeconfig") if settings.aks_cluster else None,
+        "audit_log": str(settings.rundir.audit) if settings.key_vault else None,
+        "kubeconfig": str(settings.rundir.kubeconfig) if settings.aks_cluster else None,
     }
-
-
-def load_record(run_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((run_dir / PREPARED).read_text(encoding="utf-8"))
-    return data

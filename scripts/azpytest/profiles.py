@@ -60,24 +60,20 @@ from typing import Any
 
 import yaml
 
+from azpytest.clouds import PUBLIC
+from azpytest.rundir import CONNECTIONS, PROFILES, RunDir
 from azpytest.settings import _SECRET_NAME, InputError, SecretSpec
 
 INPUT = "profiles"
-CONNECTIONS_FILE = "connections.yaml"
-PROFILES_FILE = "profiles.yml"
+CONNECTIONS_FILE = CONNECTIONS
+PROFILES_FILE = PROFILES
 
 KINDS = ("postgres", "azure-sql")
 AUTHS = ("password", "entra")
 DEFAULT_PORT = {"postgres": 5432, "azure-sql": 1433}
-TOKEN_SCOPE = {
-    "postgres": "https://ossrdbms-aad.database.windows.net/.default",
-    "azure-sql": "https://database.windows.net/.default",
-}
 DBT_TYPES = {"postgres": ("postgres",), "azure-sql": ("sqlserver", "fabric")}
 DEFAULT_DRIVER = "ODBC Driver 18 for SQL Server"
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-# ODBC's SQL_COPT_SS_ACCESS_TOKEN: the pre-connect attribute that carries an Entra token.
-SQL_COPT_SS_ACCESS_TOKEN = 1256
 
 _CONNECTION_KEYS = (
     "kind",
@@ -278,7 +274,7 @@ def _connection(name: str, fields: Any) -> ConnectionSpec:
         auth=auth,
         password=value("password") if auth == "password" else None,
         sslmode=sslmode,
-        scope=(scope or TOKEN_SCOPE[kind]) if auth == "entra" else None,
+        scope=(scope or PUBLIC.token_scope(kind)) if auth == "entra" else None,
     )
 
 
@@ -496,17 +492,15 @@ def _file_value(value: Value) -> str:
     return _scalar(value.literal)
 
 
-def write(spec: ProfilesSpec, run_dir: Path) -> dict[str, str]:
+def write(spec: ProfilesSpec, run_dir: RunDir) -> dict[str, str]:
     """Write connections.yaml (and profiles.yml with a dbt section), 0600; return the
     variables `prepare` exports."""
-    from azpytest.prepare import write_private
-
     exported = {}
     if spec.dbt is not None:
-        write_private(run_dir / PROFILES_FILE, profiles_yml(spec))
-        exported["DBT_PROFILES_DIR"] = str(run_dir)
-    write_private(run_dir / CONNECTIONS_FILE, connections_yaml(spec))
-    exported["AZPYTEST_CONNECTIONS"] = str(run_dir / CONNECTIONS_FILE)
+        run_dir.write_private(PROFILES_FILE, profiles_yml(spec))
+        exported["DBT_PROFILES_DIR"] = str(run_dir.path)
+    path = run_dir.write_private(CONNECTIONS_FILE, connections_yaml(spec))
+    exported["AZPYTEST_CONNECTIONS"] = str(path)
     return exported
 
 
@@ -591,7 +585,7 @@ def dbt_token(path: Path) -> tuple[str, str] | None:
     if not isinstance(fields, dict) or fields.get("auth") != "entra":
         return None
     kind = str(fields.get("kind"))
-    scope = fields.get("scope") or TOKEN_SCOPE.get(kind, TOKEN_SCOPE["azure-sql"])
+    scope = fields.get("scope") or PUBLIC.token_scope(kind)
     return variable(name, "token"), str(scope)
 
 
@@ -624,7 +618,7 @@ def _load(name: str, fields: Any, environ: Mapping[str, str] | None) -> Connecti
         auth=auth,
         password_env=str(password["env"]) if isinstance(password, dict) else None,
         sslmode=get("sslmode"),
-        scope=(get("scope") or TOKEN_SCOPE[kind]) if auth == "entra" else None,
+        scope=(get("scope") or PUBLIC.token_scope(kind)) if auth == "entra" else None,
     )
 
 

@@ -35,12 +35,11 @@ from typing import TextIO
 from xml.sax.saxutils import escape, quoteattr
 
 from azpytest import errors
-from azpytest.artifacts import Scrubber
-from azpytest.cli import non_negative_int
 from azpytest.github import Workflow
-from azpytest.settings import InputError
+from azpytest.masking import Scrubber
+from azpytest.rundir import ARTIFACTS, JUNIT, RunDir
+from azpytest.settings import InputError, non_negative_int
 
-JUNIT = "junit.xml"
 SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a step summary over 1 MiB
 SUMMARY_MARGIN = 16 * 1024
 TABLE_ROWS = 50  # failures listed in the summary
@@ -877,14 +876,14 @@ def resolve_inputs(
     """The JUnit files (path, label as the user wrote it): globs expanded in natural order
     (shard-2 before shard-10), duplicates and the merge output itself left out."""
     if not patterns:
-        run_dir = environ.get("AZPYTEST_RUN_DIR")
-        if not run_dir:
+        run_dir = RunDir.from_environment(environ)
+        if run_dir is None:
             raise InputError(
                 "JUNIT",
                 "no JUnit file given and AZPYTEST_RUN_DIR is not set: pass the file, "
                 "e.g. `azpytest report junit.xml`",
             )
-        patterns = [str(Path(run_dir) / JUNIT)]
+        patterns = [str(run_dir.junit)]
     found: list[tuple[Path, str]] = []
     seen: set[Path] = set()
     for pattern in patterns:
@@ -980,7 +979,7 @@ def _outputs(report: Report, workflow: Workflow, junit_paths: Sequence[Path], fi
     ):
         workflow.set_output(name, str(value))
     workflow.set_output("junit-path", "\n".join(str(path) for path in junit_paths))
-    artifacts = first.resolve().parent / "artifacts"
+    artifacts = first.resolve().parent / ARTIFACTS
     workflow.set_output("artifacts-path", str(artifacts) if artifacts.is_dir() else "")
     ids: list[str] = []
     size = 0

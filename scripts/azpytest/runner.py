@@ -20,6 +20,8 @@ from pathlib import Path
 from types import FrameType
 
 from azpytest.github import Workflow
+from azpytest.report import node_id_of
+from azpytest.rundir import AZ_CONFIG, ENV_VARIABLE
 from azpytest.settings import InputError, Settings
 
 TESTS_FAILED = 1
@@ -28,8 +30,6 @@ NO_TESTS = 5
 
 def failed_node_ids(junit: Path, root: Path | None = None) -> list[str]:
     """Node ids of the failed and errored tests of a JUnit file, streamed."""
-    from azpytest.report import node_id_of  # one rule for class name -> node id
-
     found: list[str] = []
     try:
         for _event, element in ET.iterparse(junit, events=("end",)):
@@ -52,7 +52,7 @@ def failed_node_ids(junit: Path, root: Path | None = None) -> list[str]:
 
 def _local_env(settings: Settings) -> dict[str, str]:
     """Outside Actions, what `prepare` wrote to its 0600 export file (Actions has GITHUB_ENV)."""
-    path = settings.run_dir / "prepared.env"
+    path = settings.rundir.local_env
     values: dict[str, str] = {}
     if settings.in_actions or not path.is_file():
         return values
@@ -109,13 +109,13 @@ def pytest_command(settings: Settings, junit: Path, tests: list[str]) -> list[st
 
 
 def durations_out(settings: Settings) -> Path:
-    return settings.run_dir / f"durations-{settings.run.shard_index}.json"
+    return settings.rundir.durations(settings.run.shard_index)
 
 
 def run(settings: Settings, workflow: Workflow) -> int:
     options = settings.run
-    settings.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    junit = (options.junit_path or settings.run_dir / "junit.xml").resolve()
+    settings.rundir.create()
+    junit = (options.junit_path or settings.rundir.junit).resolve()
     junit.parent.mkdir(parents=True, exist_ok=True)
     tests = list(options.tests)
     if options.rerun_failed_from:
@@ -129,7 +129,7 @@ def run(settings: Settings, workflow: Workflow) -> int:
             return 0
         print(f"azpytest: rerunning the {len(tests)} failed test(s) of {earlier}", flush=True)
     command = pytest_command(settings, junit, tests)
-    env = {**os.environ, **_local_env(settings), "AZPYTEST_RUN_DIR": str(settings.run_dir)}
+    env = {**os.environ, **_local_env(settings), ENV_VARIABLE: str(settings.run_dir)}
     durations = durations_out(settings)
     if options.durations_path is not None and options.durations_path.is_file():
         shutil.copyfile(options.durations_path, durations)
@@ -188,7 +188,7 @@ def _with_kubelogin(settings: Settings, env: dict[str, str]) -> dict[str, str]:
     azpytest's stand-in goes first on the command's PATH unless a real one is there."""
     from azpytest import kube
 
-    folder = kube.install_kubelogin(settings.run_dir, settings.run.kubelogin, env)
+    folder = kube.install_kubelogin(settings.rundir, settings.run.kubelogin, env)
     if folder is None:
         return env
     print(
@@ -220,8 +220,7 @@ def _with_az(settings: Settings, env: dict[str, str]) -> dict[str, str]:
     az = shutil.which("az", path=env.get("PATH"))
     if az is None:
         return env
-    folder = settings.run_dir / "az"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = settings.rundir.private_folder(AZ_CONFIG)
     az_env = {
         **env,
         "AZURE_CONFIG_DIR": str(folder),
@@ -254,7 +253,7 @@ def _with_az(settings: Settings, env: dict[str, str]) -> dict[str, str]:
             )
             return az_env
         reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
-    shutil.rmtree(folder, ignore_errors=True)
+    settings.rundir.forget(AZ_CONFIG)
     print(
         f"azpytest: az: left alone (az login --identity through the broker failed: {reason})",
         flush=True,
@@ -267,7 +266,7 @@ def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> 
     and the prepared environment; its exit code, 128 + N when signal N ended it."""
     if not command:
         raise InputError("COMMAND", "give the command to run after --: azpytest exec -- CMD ...")
-    env = {**os.environ, **_local_env(settings), "AZPYTEST_RUN_DIR": str(settings.run_dir)}
+    env = {**os.environ, **_local_env(settings), ENV_VARIABLE: str(settings.run_dir)}
     env = _with_kubelogin(settings, env)
     with contextlib.ExitStack() as stack:
         if settings.run.broker is not False:  # the reason to use exec: on unless turned off

@@ -8,6 +8,7 @@ turns into exit code 2 and one line naming the input and the fix.
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import glob
 import os
@@ -22,6 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from azpytest.clouds import CLOUDS, DEFAULT_AUDIENCE, Cloud
+from azpytest.rundir import RunDir
+
 if TYPE_CHECKING:
     from azpytest.profiles import ProfilesSpec
 
@@ -34,43 +38,6 @@ class InputError(ValueError):
         self.input = input_name
         self.problem = problem
 
-
-@dataclass(frozen=True)
-class Cloud:
-    name: str
-    authority_host: str
-    arm_endpoint: str
-    vault_suffix: str
-
-    @property
-    def arm_scope(self) -> str:
-        return f"{self.arm_endpoint}/.default"
-
-    @property
-    def vault_scope(self) -> str:
-        return f"https://vault{self.vault_suffix.removeprefix('.vault')}/.default"
-
-
-CLOUDS = {
-    "azurecloud": Cloud(
-        "AzureCloud",
-        "login.microsoftonline.com",
-        "https://management.azure.com",
-        ".vault.azure.net",
-    ),
-    "azureusgovernment": Cloud(
-        "AzureUSGovernment",
-        "login.microsoftonline.us",
-        "https://management.usgovcloudapi.net",
-        ".vault.usgovcloudapi.net",
-    ),
-    "azurechinacloud": Cloud(
-        "AzureChinaCloud",
-        "login.chinacloudapi.cn",
-        "https://management.chinacloudapi.cn",
-        ".vault.azure.cn",
-    ),
-}
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _TENANT_DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -129,6 +96,11 @@ class Settings:
     def use_broker(self) -> bool:
         """Serve tokens on the managed-identity endpoint to the tests: on in Actions by default."""
         return self.in_actions if self.run.broker is None else self.run.broker
+
+    @property
+    def rundir(self) -> RunDir:
+        """The run folder's owner (paths, private writes, the cleanup record)."""
+        return RunDir(self.run_dir)
 
     @property
     def vault_name(self) -> str | None:
@@ -289,7 +261,7 @@ def load(
     if subscription_id is not None and not _GUID.match(subscription_id):
         raise InputError("subscription-id", f"{subscription_id!r} is not a GUID")
 
-    audience = get("audience") or "api://AzureADTokenExchange"
+    audience = get("audience") or DEFAULT_AUDIENCE
     key_vault = _vault_url(get("key-vault"), cloud)
     secrets = parse_secrets(get("secrets") or "")
     if secrets and key_vault is None:
@@ -353,6 +325,19 @@ def load(
         run=_run_options(get),
         notes=tuple(notes),
     )
+
+
+def load_run_dir(flags: Mapping[str, Any], environ: Mapping[str, str]) -> RunDir:
+    """Only the run folder, as `load` would find it, for cleanup: no other input is read, so
+    a bad unrelated input (or an unreadable .env) never stops the credentials' deletion."""
+    value = flags.get("run-dir") or environ.get("AZPYTEST_RUN_DIR", "").strip()
+    if not value:
+        env_file = Path(flags.get("env-file") or environ.get("AZPYTEST_ENV_FILE") or ".env")
+        try:
+            value = read_dotenv(env_file).get("AZPYTEST_RUN_DIR", "").strip()
+        except (OSError, UnicodeDecodeError, InputError):
+            value = ""
+    return RunDir(_run_dir(value or None, environ))
 
 
 def _words(name: str, value: str | None) -> tuple[str, ...]:
@@ -545,6 +530,16 @@ def _check_secret_name(name: str) -> None:
             "secrets",
             f"{name!r} is not a Key Vault secret name (1-127 letters, digits and hyphens)",
         )
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
 
 
 def _run_dir(value: str | None, env: Mapping[str, str]) -> Path:

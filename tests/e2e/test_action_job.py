@@ -11,6 +11,7 @@ import pytest
 from actrun import API_KEY, CLIENT, PG_PASSWORD, ActRun, assert_no_secret, junit_cases
 
 from azpytest.cleanup import credential_files
+from azpytest.rundir import RunDir
 
 Act = Callable[..., ActRun]
 World = Callable[..., dict[str, Any]]
@@ -85,7 +86,7 @@ def test_green_run(act: Act, shop_world: World) -> None:
     assert kube and {e.who for e in kube} == {CLIENT}, sandbox.log.select(service="kube")
 
     # No credential file left behind; what the report and upload need is kept.
-    assert credential_files(run_dir) == []
+    assert credential_files(RunDir(run_dir)) == []
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "audit.jsonl",
         "durations-0.json",
@@ -184,5 +185,5 @@ def test_failing_test(act: Act, shop_world: World) -> None:
     assert "(api key ***)" in (artifact / "junit.xml").read_text()
 
     run_dir = run.out.joinpath("runner-temp", *RUN_DIR)
-    assert credential_files(run_dir) == []
+    assert credential_files(RunDir(run_dir)) == []
     assert_no_secret(run, run.out, run.store)

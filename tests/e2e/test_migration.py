@@ -41,6 +41,7 @@ from actrun import (
 )
 
 from azpytest.cleanup import credential_files
+from azpytest.rundir import RunDir
 from azpytest.sandbox import Sandbox
 
 HERE = Path(__file__).resolve().parent
@@ -276,9 +277,9 @@ def test_after_workflow_runs_the_compat_suite_verbatim(
     # job's folders; any left would be checked below).
     assert kept.split(", ") == ["audit.jsonl", "durations-0.json", "junit.xml", "prepared.json"]
     if run_dir.is_dir():  # act deletes the job's folders when it ends
-        assert credential_files(run_dir) == []
+        assert credential_files(RunDir(run_dir)) == []
     for folder in (home, cache):
         left = [p for p in folder.rglob("*") if p.name == "1-1-integration" and p.is_dir()]
         for found in left:
-            assert credential_files(found) == [], found
+            assert credential_files(RunDir(found)) == [], found
     assert run.uploaded() == {}

@@ -9,6 +9,7 @@ from typing import Any
 from actrun import CLIENT, MAIN, REPOSITORY, ActRun, assert_no_secret
 
 from azpytest.cleanup import credential_files
+from azpytest.rundir import RunDir
 
 Act = Callable[..., ActRun]
 World = Callable[..., dict[str, Any]]
@@ -47,7 +48,7 @@ def _failed_at_prepare(run: ActRun) -> None:
     assert set(files) <= {"audit.jsonl"}, files
     # Nothing that could hold a credential is left, whatever prepare got to.
     run_dir = run.out / "runner-temp" / "azpytest" / "1-1-integration"
-    assert credential_files(run_dir) == []
+    assert credential_files(RunDir(run_dir)) == []
 
 
 def test_subject_not_matching_the_federated_credential(act: Act, shop_world: World) -> None:

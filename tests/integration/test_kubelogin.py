@@ -18,6 +18,7 @@ import yaml
 from azure.identity import ClientAssertionCredential
 
 from azpytest.kube import install_kubelogin, kubelogin_main
+from azpytest.rundir import RunDir
 from azpytest.sandbox import Sandbox
 
 KUBECTL = shutil.which("kubectl")
@@ -53,7 +54,7 @@ def arm_kubeconfig(sandbox: Sandbox, folder: Path) -> Path:
 
 
 def step_env(sandbox: Sandbox, folder: Path, kubeconfig: Path) -> dict[str, str]:
-    bin_dir = install_kubelogin(folder, "always", {})
+    bin_dir = install_kubelogin(RunDir(folder), "always", {})
     assert bin_dir is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "AZPYTEST_", "KUBE"))}
     env.update(sandbox.env)
@@ -174,10 +175,10 @@ def test_auto_leaves_a_real_kubelogin_alone(tmp_path: Path) -> None:
     real.mkdir()
     (real / "kubelogin").write_text("#!/bin/sh\necho real kubelogin\n")
     (real / "kubelogin").chmod(0o755)
-    assert install_kubelogin(tmp_path / "run", "auto", {"PATH": f"{real}:/usr/bin"}) is None
+    assert install_kubelogin(RunDir(tmp_path / "run"), "auto", {"PATH": f"{real}:/usr/bin"}) is None
     assert not (tmp_path / "run" / "bin").exists()
     assert (
-        install_kubelogin(tmp_path / "run", "auto", {"PATH": "/usr/bin:/bin"})
+        install_kubelogin(RunDir(tmp_path / "run"), "auto", {"PATH": "/usr/bin:/bin"})
         == tmp_path / "run" / "bin"
     )
-    assert install_kubelogin(tmp_path / "other", "never", {"PATH": "/usr/bin:/bin"}) is None
+    assert install_kubelogin(RunDir(tmp_path / "other"), "never", {"PATH": "/usr/bin:/bin"}) is None

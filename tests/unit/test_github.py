@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from azpytest.github import Workflow, mask_forms, read_file_commands
+from azpytest.github import Workflow, read_file_commands
+from azpytest.masking import mask_forms
 
 
 def test_masks_value_lines_and_encoded_forms_once() -> None:

@@ -13,6 +13,7 @@ import yaml
 
 from azpytest import profiles
 from azpytest.dbt import error_lines
+from azpytest.rundir import RunDir
 from azpytest.settings import InputError, SecretSpec
 
 EXAMPLE = """\
@@ -110,7 +111,7 @@ def test_example_files_exact() -> None:
 
 def test_write_creates_both_files_0600_and_returns_the_exports(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    exported = profiles.write(profiles.parse(EXAMPLE), run_dir)
+    exported = profiles.write(profiles.parse(EXAMPLE), RunDir(run_dir))
     assert exported == {
         "DBT_PROFILES_DIR": str(run_dir),
         "AZPYTEST_CONNECTIONS": str(run_dir / "connections.yaml"),
@@ -126,7 +127,7 @@ def test_write_creates_both_files_0600_and_returns_the_exports(tmp_path: Path) -
 
 def test_without_dbt_section_only_connections_are_written(tmp_path: Path) -> None:
     text = EXAMPLE.split("dbt:", 1)[0]
-    exported = profiles.write(profiles.parse(text), tmp_path)
+    exported = profiles.write(profiles.parse(text), RunDir(tmp_path))
     assert exported == {"AZPYTEST_CONNECTIONS": str(tmp_path / "connections.yaml")}
     assert not (tmp_path / "profiles.yml").exists()
 
@@ -489,7 +490,7 @@ ENV = {
 
 
 def test_load_connections_reads_key_vault_fields_from_the_environment(tmp_path: Path) -> None:
-    profiles.write(profiles.parse(EXAMPLE), tmp_path)
+    profiles.write(profiles.parse(EXAMPLE), RunDir(tmp_path))
     [(name, connection)] = profiles.load_connections(tmp_path / "connections.yaml", ENV).items()
     assert name == "warehouse"
     assert connection == profiles.Connection(
@@ -508,7 +509,7 @@ def test_load_connections_reads_key_vault_fields_from_the_environment(tmp_path: 
 
 
 def test_an_unset_variable_names_itself_and_the_connection(tmp_path: Path) -> None:
-    profiles.write(profiles.parse(EXAMPLE), tmp_path)
+    profiles.write(profiles.parse(EXAMPLE), RunDir(tmp_path))
     env = {k: v for k, v in ENV.items() if k != "AZPYTEST_WAREHOUSE_USER"}
     with pytest.raises(profiles.ConnectionsError) as caught:
         profiles.load_connections(tmp_path / "connections.yaml", env)
@@ -524,7 +525,8 @@ def test_an_unset_variable_names_itself_and_the_connection(tmp_path: Path) -> No
 
 def test_entra_connection_has_a_scope_and_no_password(tmp_path: Path) -> None:
     profiles.write(
-        profiles.parse(AZURE_SQL + "dbt: {profile: p, connection: sql, schema: dbo}"), tmp_path
+        profiles.parse(AZURE_SQL + "dbt: {profile: p, connection: sql, schema: dbo}"),
+        RunDir(tmp_path),
     )
     env = {"AZPYTEST_SQL_HOST": "s.database.windows.net", "AZPYTEST_SQL_DATABASE": "app"}
     env |= {"AZPYTEST_LEGACY_USER": "sa", "AZPYTEST_LEGACY_PASSWORD": "x"}
@@ -550,7 +552,7 @@ def test_entra_connection_has_a_scope_and_no_password(tmp_path: Path) -> None:
 
 
 def test_dbt_token_is_none_for_a_password_target(tmp_path: Path) -> None:
-    profiles.write(profiles.parse(EXAMPLE), tmp_path)
+    profiles.write(profiles.parse(EXAMPLE), RunDir(tmp_path))
     assert profiles.dbt_token(tmp_path / "connections.yaml") is None
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from azpytest.artifacts import Scrubber
+from azpytest.masking import Scrubber
 from azpytest.report import (
     Counts,
     Failure,

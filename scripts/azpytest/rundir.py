@@ -1,0 +1,184 @@
+"""The run folder: every path in it, its private writes, and the record cleanup deletes from.
+
+One folder per job, shard and attempt (`$RUNNER_TEMP/azpytest/<run>`), made 0700 with a
+marker that says azpytest made it. Files that hold or lead to credentials are written only
+through `write_private` / `private_folder`, which create them 0600 / 0700 and append their
+name to the folder's record *before* writing, so that `cleanup` deletes exactly what was
+made, whichever step or process made it. Nothing else in the package names a file here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+MARKER = ".azpytest-run"
+RECORD = ".azpytest-credentials"  # one relative name a line, appended as they are made
+PREPARED = "prepared.json"
+AUDIT = "audit.jsonl"
+LOCAL_ENV = "prepared.env"
+KUBECONFIG = "kubeconfig"
+PROFILES = "profiles.yml"
+CONNECTIONS = "connections.yaml"
+JUNIT = "junit.xml"
+ARTIFACTS = "artifacts"
+BIN = "bin"  # the kubelogin stand-in, first on the tests' PATH
+AZ_CONFIG = "az"  # the az CLI's private config folder (it holds tokens)
+ENV_VARIABLE = "AZPYTEST_RUN_DIR"  # how later steps and the test process find the folder
+_MARKER_TEXT = "This folder was made by azpytest; `azpytest cleanup` deletes its credentials.\n"
+
+
+class RunDir:
+    """One run folder. Constructing it touches nothing; `create` makes it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> RunDir | None:
+        value = environ.get(ENV_VARIABLE)
+        return cls(Path(value)) if value else None
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def prepared(self) -> Path:
+        return self.path / PREPARED
+
+    @property
+    def audit(self) -> Path:
+        return self.path / AUDIT
+
+    @property
+    def local_env(self) -> Path:
+        return self.path / LOCAL_ENV
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.path / KUBECONFIG
+
+    @property
+    def profiles(self) -> Path:
+        return self.path / PROFILES
+
+    @property
+    def connections(self) -> Path:
+        return self.path / CONNECTIONS
+
+    @property
+    def junit(self) -> Path:
+        return self.path / JUNIT
+
+    def durations(self, shard_index: int) -> Path:
+        """This shard's durations (pytest-split reads and updates one file)."""
+        return self.path / f"durations-{shard_index}.json"
+
+    # ------------------------------------------------------------------ making it
+
+    @property
+    def is_ours(self) -> bool:
+        return (self.path / MARKER).is_file()
+
+    def create(self) -> RunDir:
+        """Make the folder (0700) and its marker; idempotent."""
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        marker = self.path / MARKER
+        if not marker.is_file():
+            marker.write_text(_MARKER_TEXT, encoding="utf-8")
+        return self
+
+    def _remember(self, name: str) -> None:
+        """Add `name` to the record before the file exists: a crash between the two leaves a
+        name cleanup skips, never a file it does not know."""
+        if name in self.recorded():
+            return
+        fd = os.open(self.path / RECORD, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            handle.write(name + "\n")
+
+    def write_private(self, name: str, text: str) -> Path:
+        """Write a credential file only its owner can read, created 0600 (never briefly
+        wider), and record it for cleanup."""
+        self.create()
+        self._remember(name)
+        path = self.path / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(path, 0o600)
+        return path
+
+    def private_folder(self, name: str) -> Path:
+        """A 0700 folder for credentials (az's config, a private PATH entry), recorded."""
+        self.create()
+        self._remember(name)
+        path = self.path / name
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    def forget(self, name: str) -> None:
+        """Delete a recorded folder or file now (it stays in the record; cleanup skips it)."""
+        path = self.path / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+    def recorded(self) -> list[str]:
+        """The names of every credential file and folder made in this folder."""
+        try:
+            text = (self.path / RECORD).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return []
+        return list(dict.fromkeys(line for line in text.splitlines() if line))
+
+    def delete_credentials(self) -> list[str]:
+        """Delete what the record lists (inside this folder only); the names removed."""
+        removed: list[str] = []
+        root = self.path.resolve()
+        for name in self.recorded():
+            path = self.path / name
+            # The record is a file on disk: never follow it out of the folder.
+            if root not in path.resolve().parents:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+                removed.append(f"{name}/")
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+                removed.append(name)
+        return removed  # the record stays (names only): what was made, for the audit
+
+    # ------------------------------------------------------------------ prepared.json
+
+    def write_prepared(self, record: Mapping[str, Any]) -> Path:
+        """What prepare did, names only (never a value); read by the later steps."""
+        self.create()
+        path = self.prepared
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, indent=2) + "\n")
+        return path
+
+    def read_prepared(self) -> dict[str, Any]:
+        """prepared.json, or {} when prepare has not run here (or left nothing readable)."""
+        try:
+            data = json.loads(self.prepared.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def masked_variables(self) -> list[str]:
+        """The variables whose values every output must scrub (prepare's `masked_env`)."""
+        names = self.read_prepared().get("masked_env")
+        return [str(n) for n in names] if isinstance(names, list) else []
