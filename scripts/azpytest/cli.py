@@ -11,34 +11,34 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import NoReturn
 
 from azpytest import __version__, errors
 from azpytest.github import Workflow
-from azpytest.settings import non_negative_int
+from azpytest.inputs import GROUPS, INPUTS, STEPS, Input, non_negative_int
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad flags: one line naming the command and the problem, exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="azpytest",
         description="Run pytest integration tests against Azure with GitHub OIDC credentials.",
     )
     parser.add_argument("--version", action="version", version=f"azpytest {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    inputs = argparse.ArgumentParser(add_help=False)
-    for title, names in INPUT_GROUPS.items():
-        group = inputs.add_argument_group(title)
-        for name in names:
-            if name == "broker":  # on by default in Actions: --no-broker turns it off
-                group.add_argument(
-                    "--broker", action=argparse.BooleanOptionalAction, help=INPUT_HELP[name]
-                )
-            elif name in BOOLEAN_INPUTS:
-                group.add_argument(
-                    f"--{name}", action="store_const", const="true", help=INPUT_HELP[name]
-                )
-            else:
-                group.add_argument(f"--{name}", metavar="VALUE", help=INPUT_HELP[name])
+    inputs = _Parser(add_help=False)
+    for group_name in GROUPS:
+        group = inputs.add_argument_group(group_name)
+        for spec in INPUTS:
+            if spec.group == group_name and set(STEPS) & set(spec.steps):
+                _add_flag(group, spec)
 
     commands.add_parser(
         "prepare",
@@ -77,22 +77,36 @@ def build_parser() -> argparse.ArgumentParser:
     exec_parser.add_argument(
         "cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command and its arguments"
     )
-
     commands.add_parser(
         "cleanup",
         parents=[inputs],
         help="delete the run's credential files (kubeconfig, profiles); keep the results",
+        description=(
+            "Delete every credential file and folder the run folder's record lists, and "
+            "nothing else; keep the JUnit file, artifacts, durations and the audit log. Reads "
+            "only --run-dir (or AZPYTEST_RUN_DIR); refuses a folder azpytest did not make."
+        ),
     )
     commands.add_parser(
         "report",
         add_help=False,
         help="job summary, annotations and outputs from JUnit files (azpytest report --help)",
     )
-    commands.add_parser(
+    token = commands.add_parser(
         "kube-token",
-        add_help=False,
         help="print a Kubernetes ExecCredential with a fresh Entra token (kubeconfig exec)",
+        description=(
+            "Print a Kubernetes ExecCredential with a fresh Entra token for an AKS API server: "
+            "the exec plugin of the kubeconfig prepare writes (kubectl runs it). Stdout is the "
+            "credential and nothing else; a failure is a diagnosis on stderr."
+        ),
     )
+    token.add_argument(
+        "--server-id", required=True, help="the AKS server app the token is for (its audience)"
+    )
+    for spec in INPUTS:
+        if "kube-token" in spec.steps:
+            _add_flag(token, spec)
 
     sandbox = commands.add_parser(
         "sandbox",
@@ -129,78 +143,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-INPUT_HELP = {
-    "tenant-id": "Directory (tenant) ID of the app registration (or AZURE_TENANT_ID)",
-    "client-id": "Application (client) ID of the app registration (or AZURE_CLIENT_ID)",
-    "subscription-id": "subscription of the AKS cluster (or AZURE_SUBSCRIPTION_ID)",
-    "cloud": "AzureCloud (default), AzureUSGovernment or AzureChinaCloud",
-    "audience": "audience of the GitHub OIDC token (default api://AzureADTokenExchange)",
-    "key-vault": "vault name or URL to read the secrets from",
-    "secrets": "YAML: ENV_NAME: secret-name lines, or a list of names and prefix globs",
-    "aks-resource-group": "resource group of the AKS cluster",
-    "aks-cluster": "name of the AKS cluster",
-    "aks-admin": "use the cluster admin credential",
-    "run-dir": "folder for this run's files (default $RUNNER_TEMP/azpytest/<run>)",
-    "env-file": "the .env file to fill unset variables from (default ./.env)",
-    "debug": "log more (never a secret)",
-    "profiles": "YAML: connections (postgres, azure-sql) and the dbt profile, from Key Vault",
-    "tests": "test paths or node ids (space-separated or a YAML list)",
-    "markers": "pytest -m expression",
-    "pytest-args": "more pytest arguments (a YAML list, or words; never run through a shell)",
-    "working-directory": "where pytest runs",
-    "workers": "pytest-xdist workers (-n): a number or auto",
-    "junit-path": "the JUnit XML file (default <run-dir>/junit.xml)",
-    "shard-count": "split the suite into this many shards (pytest-split)",
-    "shard-index": "this shard, 0 to shard-count - 1",
-    "durations-path": "test durations from an earlier run, to balance the shards",
-    "allow-no-tests": "do not fail when pytest collects no tests",
-    "rerun-failed-from": "run only the tests that failed or errored in this JUnit file",
-    "reruns": "retry a failing test up to N times (pytest-rerunfailures)",
-    "python": "the interpreter that runs pytest (default: azpytest's)",
-    "kubelogin": "auto (default), always or never: azpytest's kubelogin stand-in on PATH",
-    "broker": "serve the job's tokens to the tests' own DefaultAzureCredential (default: on in "
-    "GitHub Actions)",
-}
-BOOLEAN_INPUTS = {"aks-admin", "debug", "allow-no-tests"}
-INPUT_GROUPS = {
-    "identity and Key Vault": (
-        "tenant-id",
-        "client-id",
-        "subscription-id",
-        "cloud",
-        "audience",
-        "key-vault",
-        "secrets",
-        "aks-resource-group",
-        "aks-cluster",
-        "aks-admin",
-        "profiles",
-        "run-dir",
-        "env-file",
-        "debug",
-    ),
-    "test run": (
-        "tests",
-        "markers",
-        "pytest-args",
-        "working-directory",
-        "workers",
-        "junit-path",
-        "shard-count",
-        "shard-index",
-        "durations-path",
-        "allow-no-tests",
-        "rerun-failed-from",
-        "reruns",
-        "python",
-        "broker",
-        "kubelogin",
-    ),
-}
+def _add_flag(group: argparse._ActionsContainer, spec: Input) -> None:
+    """A flag from the inputs table: booleans are switches (--broker also --no-broker)."""
+    names = (spec.flag, *spec.flags)
+    if spec.name == "broker":  # on by default in Actions: --no-broker turns it off
+        group.add_argument(*names, action=argparse.BooleanOptionalAction, help=spec.help)
+    elif spec.kind == "bool":
+        group.add_argument(*names, action="store_const", const="true", help=spec.help)
+    else:
+        group.add_argument(*names, metavar="VALUE", help=spec.help)
 
 
 def _flags(args: argparse.Namespace) -> dict[str, str | None]:
-    return {name: getattr(args, name.replace("-", "_"), None) for name in INPUT_HELP}
+    values = {spec.name: getattr(args, spec.dest, None) for spec in INPUTS}
+    if values.get("broker") is not None:
+        values["broker"] = "true" if values["broker"] else "false"
+    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -209,17 +167,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         from azpytest import report
 
         return report.main(arguments[1:])
-    if arguments[:1] == ["kube-token"]:
-        # Its own flags (kubelogin's shape), parsed by kube.py; kubectl runs it, not people.
-        from azpytest import kube
-
-        return kube.token_main(arguments[1:])
-    args = build_parser().parse_args(arguments)
+    try:
+        args, extra = build_parser().parse_known_args(arguments)
+    except SystemExit as exc:  # --help, --version, bad flags (one line already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    if extra:
+        print(
+            f"azpytest {args.command}: error: unrecognized arguments: {' '.join(extra)}",
+            file=sys.stderr,
+        )
+        return 2
     if args.command == "sandbox":
         return _sandbox(args)
-    if args.command in ("prepare", "run", "cleanup", "exec"):
-        return _step(args)
-    raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices
+    if args.command == "kube-token":
+        from azpytest import kube
+
+        return kube.token_main(args.server_id, _flags(args))
+    return _step(args)
 
 
 def _step(args: argparse.Namespace) -> int:

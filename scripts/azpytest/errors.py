@@ -17,11 +17,10 @@ from typing import Any
 
 from azpytest.github import Workflow
 
-DOCS = "https://github.com/org/azpytest#troubleshooting"
-
 
 @dataclass
 class Diagnosis(Exception):
+    kind: str  # machine-readable, stable (the audit log records it): "keyvault-forbidden"
     what: str  # one line: what failed
     cause: str  # the likely reason
     fix: str  # the exact fix; may hold a fenced code block
@@ -65,6 +64,16 @@ def bad_input(step: str, exc: Exception, workflow: Workflow) -> int:
     return 2
 
 
+def vault_failed(*, vault: str, secret: str | None, status: int | None, message: str) -> Diagnosis:
+    doing = f"for secret {secret!r}" if secret else "when listing secrets"
+    return Diagnosis(
+        kind="keyvault-failed",
+        what=f"Key Vault {vault} answered HTTP {status} {doing}.",
+        cause=message,
+        fix="Retry the job; if it persists, check the vault's health in the Azure portal.",
+    )
+
+
 # ---------------------------------------------------------------------------- GitHub OIDC
 
 
@@ -88,6 +97,7 @@ def no_oidc_request(environ: Mapping[str, str]) -> Diagnosis:
             head.get("full_name") and head.get("full_name") != environ.get("GITHUB_REPOSITORY")
         ):
             return Diagnosis(
+                kind="github-oidc-fork",
                 what="GitHub gave this job no OIDC token: the pull request comes from a fork.",
                 cause=(
                     "GitHub never issues OIDC tokens to workflows run for pull requests from "
@@ -103,6 +113,7 @@ def no_oidc_request(environ: Mapping[str, str]) -> Diagnosis:
                 ),
             )
     return Diagnosis(
+        kind="github-oidc-permission",
         what="GitHub gave this job no OIDC token (ACTIONS_ID_TOKEN_REQUEST_URL is not set).",
         cause="the job lacks the `id-token: write` permission.",
         fix=(
@@ -116,6 +127,7 @@ def no_oidc_request(environ: Mapping[str, str]) -> Diagnosis:
 
 def oidc_request_failed(status: int, host: str) -> Diagnosis:
     return Diagnosis(
+        kind="github-oidc-refused",
         what=f"GitHub's OIDC endpoint ({host}) refused the token request with HTTP {status}.",
         cause=(
             "the runner's request token (ACTIONS_ID_TOKEN_REQUEST_TOKEN) is missing, "
@@ -176,6 +188,7 @@ def entra_refused(
             else ""
         )
         return Diagnosis(
+            kind="entra-no-federated-credential",
             what=f"Entra ID found no federated credential on app {client_id} for this job "
             f"(AADSTS{code}).",
             cause=(
@@ -195,6 +208,7 @@ def entra_refused(
         )
     if code in (700016, 90002):
         return Diagnosis(
+            kind="entra-app-not-found",
             what=f"Entra ID does not know app {client_id} in tenant {tenant_id} (AADSTS{code}).",
             cause=(
                 "client-id or tenant-id is wrong: the app registration does not exist in "
@@ -208,6 +222,7 @@ def entra_refused(
         )
     if code == 700024:
         return Diagnosis(
+            kind="entra-assertion-expired",
             what="Entra ID refused the GitHub token as outside its valid time range "
             "(AADSTS700024).",
             cause=(
@@ -222,6 +237,7 @@ def entra_refused(
             details=facts,
         )
     return Diagnosis(
+        kind="entra-refused",
         what=f"Entra ID refused to issue a token for app {client_id}"
         + (f" (AADSTS{code})." if code else "."),
         cause="see what Entra said below.",
@@ -236,6 +252,7 @@ def entra_refused(
 
 def local_credential_failed(message: str) -> Diagnosis:
     return Diagnosis(
+        kind="local-credential-failed",
         what="No local Azure credential could get a token (DefaultAzureCredential).",
         cause="nothing is logged in here: every credential in the chain was tried.",
         fix=(
@@ -261,6 +278,7 @@ def vault_forbidden(
     target = f"secret {secret!r} of vault {vault}" if secret else f"vault {vault}"
     scope = resource or f"<the vault's resource id (az keyvault show -n {vault} --query id)>"
     return Diagnosis(
+        kind="keyvault-forbidden",
         what=f"Key Vault refused {target} to this job's identity (403 ForbiddenByRbac).",
         cause=(
             f"the identity (client id {client_id}, object id {object_id}) has no role "
@@ -280,6 +298,7 @@ def vault_forbidden(
 def secret_not_found(*, vault: str, secret: str, close: list[str]) -> Diagnosis:
     hint = f" Close names that exist: {', '.join(close)}." if close else ""
     return Diagnosis(
+        kind="keyvault-secret-not-found",
         what=f"Key Vault {vault} has no secret named {secret!r}.",
         cause=f"the name in the secrets input is misspelt, or the secret was deleted.{hint}",
         fix=(
@@ -291,6 +310,7 @@ def secret_not_found(*, vault: str, secret: str, close: list[str]) -> Diagnosis:
 
 def secret_unusable(*, vault: str, secret: str, state: str) -> Diagnosis:
     return Diagnosis(
+        kind="keyvault-secret-unusable",
         what=f"Key Vault secret {secret!r} of {vault} is {state}.",
         cause=f"a secret named in the secrets input must be enabled and current; this one is "
         f"{state}.",
@@ -321,6 +341,7 @@ def unreachable(host: str, error: str, environ: Mapping[str, str] | None = None)
         else "directly (no HTTPS_PROXY set)"
     )
     return Diagnosis(
+        kind="unreachable",
         what=f"Could not reach {host} {via}.",
         cause=(
             "the host name is wrong, or the network (firewall, proxy, DNS) blocks it: "
@@ -366,6 +387,7 @@ def aks_forbidden(
         )
     )
     return Diagnosis(
+        kind="arm-aks-forbidden",
         what=f"ARM refused the {kind} credentials of AKS cluster {cluster} to this job's "
         "identity (403 AuthorizationFailed).",
         cause=(
@@ -400,6 +422,7 @@ def aks_not_found(
     ]
     if code == "SubscriptionNotFound":
         return Diagnosis(
+            kind="arm-subscription-not-found",
             what=f"ARM knows no subscription {subscription} (404 SubscriptionNotFound).",
             cause=(
                 "subscription-id (or AZURE_SUBSCRIPTION_ID) is mistyped, or the subscription "
@@ -414,6 +437,7 @@ def aks_not_found(
         )
     if code == "ResourceGroupNotFound":
         return Diagnosis(
+            kind="arm-resource-group-not-found",
             what=f"Subscription {subscription} has no resource group {resource_group!r} "
             "(404 ResourceGroupNotFound).",
             cause=(
@@ -428,6 +452,7 @@ def aks_not_found(
             details=details,
         )
     return Diagnosis(
+        kind="arm-aks-not-found",
         what=f"Resource group {resource_group} has no AKS cluster {cluster!r} "
         f"(404 {code or 'NotFound'}).",
         cause=(
@@ -461,6 +486,7 @@ def arm_failed(
     label = f"{status} {code}".strip()
     if status == 401:
         return Diagnosis(
+            kind="arm-token-refused",
             what=f"ARM refused the job's token for {action} on AKS cluster {cluster} ({label}).",
             cause=(
                 f"the subscription belongs to another tenant than tenant-id ({tenant_id or '?'})."
@@ -477,6 +503,7 @@ def arm_failed(
         )
     if status == 429 or status >= 500:
         return Diagnosis(
+            kind="arm-transient",
             what=f"ARM answered {action} on AKS cluster {cluster} with HTTP {label}, "
             "after retries.",
             cause="ARM or the AKS resource provider is throttling or failing.",
@@ -487,6 +514,7 @@ def arm_failed(
             details=details,
         )
     return Diagnosis(
+        kind="arm-failed",
         what=f"ARM answered {action} on AKS cluster {cluster} with HTTP {label}.",
         cause="see what ARM said below.",
         fix="Check aks-cluster, aks-resource-group and subscription-id, then rerun the job.",
@@ -496,6 +524,7 @@ def arm_failed(
 
 def kubeconfig_unreadable(*, cluster: str, problem: str) -> Diagnosis:
     return Diagnosis(
+        kind="arm-kubeconfig-unreadable",
         what=f"ARM's kubeconfig for AKS cluster {cluster} could not be read.",
         cause=problem,
         fix="Rerun the job; if it persists, report it with the ARM correlation id.",

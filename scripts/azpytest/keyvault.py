@@ -25,7 +25,8 @@ from azure.core.exceptions import (
 
 from azpytest import errors, http
 from azpytest.identity import Identity
-from azpytest.settings import Settings, env_name_for
+from azpytest.inputs import env_name_for
+from azpytest.settings import Settings
 
 MAX_WORKERS = 32
 
@@ -48,7 +49,13 @@ class AuditLog:
         self._lock = threading.Lock()
 
     def record(
-        self, identity: Identity, vault: str, secret: str, version: str | None, outcome: str
+        self,
+        identity: Identity,
+        vault: str,
+        secret: str,
+        version: str | None,
+        outcome: str,
+        kind: str | None = None,
     ) -> None:
         entry = {
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
@@ -60,6 +67,7 @@ class AuditLog:
             "secret": secret,
             "version": version,
             "outcome": outcome,
+            **({"kind": kind} if kind else {}),
         }
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +165,7 @@ def _get(
     try:
         secret = _call(get, identity, settings, vault, name, "secrets/getSecret/action", client)
     except errors.Diagnosis as diagnosis:
-        audit.record(identity, vault, name, None, _outcome(diagnosis))
+        audit.record(identity, vault, name, None, _outcome(diagnosis), diagnosis.kind)
         raise
     value = secret.value or ""
     identity.workflow.mask(value)  # before anything else can print it
@@ -176,13 +184,12 @@ def _get(
     )
 
 
+# The audit log's outcome of a refused access, by the diagnosis's kind (never its prose).
+_OUTCOMES = {"keyvault-forbidden": "forbidden", "keyvault-secret-not-found": "not found"}
+
+
 def _outcome(diagnosis: errors.Diagnosis) -> str:
-    text = diagnosis.what
-    if "403" in text:
-        return "forbidden"
-    if "has no secret" in text:
-        return "not found"
-    return "failed"
+    return _OUTCOMES.get(diagnosis.kind, "failed")
 
 
 def _call(
@@ -219,11 +226,11 @@ def _call(
                 action=f"Microsoft.KeyVault/vaults/{data_action}",
                 resource=_vault_scope(resource.group(1)) if resource else None,
             ) from None
-        doing = f"for secret {secret!r}" if secret else "when listing secrets"
-        raise errors.Diagnosis(
-            what=f"Key Vault {vault} answered HTTP {exc.status_code} {doing}.",
-            cause=(exc.message or str(exc)).splitlines()[0],
-            fix="Retry the job; if it persists, check the vault's health in the Azure portal.",
+        raise errors.vault_failed(
+            vault=vault,
+            secret=secret,
+            status=exc.status_code,
+            message=(exc.message or str(exc)).splitlines()[0],
         ) from None
     except (ServiceRequestError, ServiceResponseError) as exc:
         host = settings.key_vault.removeprefix("https://") if settings.key_vault else vault

@@ -36,8 +36,9 @@ from azpytest import errors, http, identity
 from azpytest.clouds import AKS_SERVER_ID, DEFAULT_AUDIENCE
 from azpytest.github import Workflow
 from azpytest.identity import Identity
+from azpytest.inputs import INPUTS
 from azpytest.rundir import BIN, KUBECONFIG, RunDir
-from azpytest.settings import INPUT_ENV, InputError, Settings
+from azpytest.settings import InputError, Settings
 from azpytest.settings import load as load_settings
 
 API_VERSION = "2025-10-01"
@@ -312,23 +313,10 @@ class _BadFlags(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse would print usage and exit itself
+    """kubelogin's flags: an error is raised, not printed with usage (argparse exits)."""
+
+    def error(self, message: str) -> Any:
         raise _BadFlags(message)
-
-
-def _parser() -> _Parser:
-    parser = _Parser(
-        prog="azpytest kube-token",
-        add_help=False,
-        description="Print a Kubernetes ExecCredential with a fresh Entra token for an AKS "
-        "API server (the kubeconfig's exec plugin; kubectl runs it).",
-    )
-    parser.add_argument("--server-id", required=True, help="the AKS server app (token audience)")
-    parser.add_argument("--tenant-id")
-    parser.add_argument("--client-id")
-    parser.add_argument("--cloud")
-    parser.add_argument("--audience", help="of the GitHub OIDC token (default as prepare's)")
-    return parser
 
 
 def exec_api_version(exec_info: str | None, default: str = EXEC_V1) -> str:
@@ -365,35 +353,30 @@ def exec_credential(api_version: str, token: str, expires_on: int) -> dict[str, 
 _TOKEN_INPUTS = {"tenant-id", "client-id", "cloud", "audience", "env-file", "debug"}
 
 
-def token_main(argv: list[str]) -> int:
+def token_main(server_id: str, flags: Mapping[str, str | None]) -> int:
     """`azpytest kube-token`: stdout is the ExecCredential and nothing else; a failure is a
-    diagnosis on stderr and exit 1 (2 for bad flags), never a traceback or a token."""
+    diagnosis on stderr and exit 1 (2 for bad input), never a traceback or a token."""
     prefix = "azpytest kube-token: "
     try:
-        options = _parser().parse_args(argv)
         api_version = exec_api_version(os.environ.get("KUBERNETES_EXEC_INFO"))
-    except (_BadFlags, ValueError) as exc:
+    except ValueError as exc:
         print(f"{prefix}error: {exc}", file=sys.stderr, flush=True)
         return 2
-    flags = {
-        "tenant-id": options.tenant_id,
-        "client-id": options.client_id,
-        "cloud": options.cloud,
-        "audience": options.audience,
-    }
-    return _print_credential(prefix, options.server_id, flags, api_version)
+    own = {name: flags.get(name) for name in _TOKEN_INPUTS}
+    return _print_credential(prefix, server_id, own, api_version)
 
 
 def _print_credential(
-    prefix: str, server_id: str, flags: dict[str, str | None], api_version: str
+    prefix: str, server_id: str, flags: Mapping[str, str | None], api_version: str
 ) -> int:
     """Get a token for the AKS server app and print the ExecCredential (the shared core of
     kube-token and the kubelogin stand-in)."""
     ignored = {
         variable
-        for name, variables in INPUT_ENV.items()
-        if name not in _TOKEN_INPUTS
-        for variable in variables
+        for spec in INPUTS
+        if spec.name not in _TOKEN_INPUTS
+        for variable in (*spec.variables, spec.alias_variable)
+        if variable
     }
     environ = {k: v for k, v in os.environ.items() if k not in ignored}
     try:
@@ -432,7 +415,6 @@ def _print_credential(
 # ---------------------------------------------------------------------------- kubelogin
 
 
-KUBELOGIN_MODES = ("auto", "always", "never")
 # kubelogin's --environment names -> our cloud names.
 _KUBELOGIN_CLOUDS = {
     "azurepubliccloud": "AzureCloud",

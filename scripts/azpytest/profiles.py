@@ -61,8 +61,8 @@ from typing import Any
 import yaml
 
 from azpytest.clouds import PUBLIC
+from azpytest.inputs import SECRET_NAME, InputError, SecretSpec
 from azpytest.rundir import CONNECTIONS, PROFILES, RunDir
-from azpytest.settings import _SECRET_NAME, InputError, SecretSpec
 
 INPUT = "profiles"
 CONNECTIONS_FILE = CONNECTIONS
@@ -288,7 +288,7 @@ def _value(where: str, raw: Any, env: str, *, port: bool = False) -> Value:
         if set(raw) != {"secret"}:
             raise _fail(where, "write a literal or {secret: <secret name>}")
         secret = raw["secret"]
-        if not isinstance(secret, str) or not _SECRET_NAME.match(secret):
+        if not isinstance(secret, str) or not SECRET_NAME.match(secret):
             raise _fail(
                 where,
                 f"{secret!r} is not a Key Vault secret name (1-127 letters, digits and hyphens)",

@@ -36,9 +36,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 from azpytest import errors
 from azpytest.github import Workflow
+from azpytest.inputs import InputError, non_negative_int
 from azpytest.masking import Scrubber
 from azpytest.rundir import ARTIFACTS, JUNIT, RunDir
-from azpytest.settings import InputError, non_negative_int
 
 SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a step summary over 1 MiB
 SUMMARY_MARGIN = 16 * 1024

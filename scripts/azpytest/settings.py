@@ -8,14 +8,11 @@ turns into exit code 2 and one line naming the input and the fix.
 
 from __future__ import annotations
 
-import argparse
-import fnmatch
 import glob
 import os
 import re
 import shlex
 import tempfile
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,52 +21,19 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from azpytest.clouds import CLOUDS, DEFAULT_AUDIENCE, Cloud
+from azpytest.inputs import BY_NAME, ENV_NAME, SecretSpec, check, parse_secrets
+from azpytest.inputs import InputError as InputError
 from azpytest.rundir import RunDir
 
 if TYPE_CHECKING:
     from azpytest.profiles import ProfilesSpec
 
 
-class InputError(ValueError):
-    """A user's input that cannot work; `input` names it as the user spelled it."""
-
-    def __init__(self, input_name: str, problem: str) -> None:
-        super().__init__(f"{input_name}: {problem}")
-        self.input = input_name
-        self.problem = problem
-
-
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _TENANT_DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _VAULT_NAME = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
-_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-_SECRET_GLOB = re.compile(r"^[0-9A-Za-z-]{0,126}\*$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESOURCE_GROUP = re.compile(r"^[-\w._()]{1,90}$")
 _CLUSTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,61}[A-Za-z0-9]?$")
-_TRUE = {"true", "yes", "1", "on"}
-_FALSE = {"false", "no", "0", "off", ""}
-
-
-@dataclass(frozen=True)
-class SecretSpec:
-    """One item of the `secrets` input: a secret (or a prefix glob) and where it goes."""
-
-    source: str  # a secret name, or a prefix glob ending in "*"
-    env: str | None  # the environment variable; None for a glob (derived per secret)
-
-    @property
-    def is_glob(self) -> bool:
-        return self.source.endswith("*")
-
-    def matches(self, name: str) -> bool:
-        return fnmatch.fnmatchcase(name.lower(), self.source.lower())
-
-
-def env_name_for(secret: str) -> str:
-    """`pg-host` -> `PG_HOST`: the variable a secret taken by a glob or a list lands in."""
-    name = secret.upper().replace("-", "_")
-    return name if not name[:1].isdigit() else f"_{name}"
 
 
 @dataclass(frozen=True)
@@ -128,47 +92,7 @@ class RunOptions:
     python: str | None = None  # the interpreter that runs pytest (default: this one)
     broker: bool | None = None  # the token broker; None: not given (Settings.use_broker)
     kubelogin: str = "auto"  # the kubelogin stand-in on the tests' PATH: auto, always, never
-
-
-# The inputs of azure/aks-set-context, accepted under their old names: ours -> (old, variable).
-ALIASES = {
-    "aks-resource-group": ("resource-group", "AZPYTEST_RESOURCE_GROUP"),
-    "aks-cluster": ("cluster-name", "AZPYTEST_CLUSTER_NAME"),
-    "aks-admin": ("admin", "AZPYTEST_ADMIN"),
-}
-
-# Each input: (CLI/action name, environment variables in order of precedence).
-INPUT_ENV = {
-    "tenant-id": ("AZPYTEST_TENANT_ID", "AZURE_TENANT_ID"),
-    "client-id": ("AZPYTEST_CLIENT_ID", "AZURE_CLIENT_ID"),
-    "subscription-id": ("AZPYTEST_SUBSCRIPTION_ID", "AZURE_SUBSCRIPTION_ID"),
-    "cloud": ("AZPYTEST_CLOUD",),
-    "audience": ("AZPYTEST_AUDIENCE",),
-    "key-vault": ("AZPYTEST_KEY_VAULT",),
-    "secrets": ("AZPYTEST_SECRETS",),
-    "aks-resource-group": ("AZPYTEST_AKS_RESOURCE_GROUP",),
-    "aks-cluster": ("AZPYTEST_AKS_CLUSTER",),
-    "aks-admin": ("AZPYTEST_AKS_ADMIN",),
-    "run-dir": ("AZPYTEST_RUN_DIR",),
-    "env-file": ("AZPYTEST_ENV_FILE",),
-    "debug": ("AZPYTEST_DEBUG", "RUNNER_DEBUG"),
-    "profiles": ("AZPYTEST_PROFILES",),
-    "tests": ("AZPYTEST_TESTS",),
-    "markers": ("AZPYTEST_MARKERS",),
-    "pytest-args": ("AZPYTEST_PYTEST_ARGS",),
-    "working-directory": ("AZPYTEST_WORKING_DIRECTORY",),
-    "workers": ("AZPYTEST_WORKERS",),
-    "junit-path": ("AZPYTEST_JUNIT_PATH",),
-    "shard-count": ("AZPYTEST_SHARD_COUNT",),
-    "shard-index": ("AZPYTEST_SHARD_INDEX",),
-    "durations-path": ("AZPYTEST_DURATIONS_PATH",),
-    "allow-no-tests": ("AZPYTEST_ALLOW_NO_TESTS",),
-    "rerun-failed-from": ("AZPYTEST_RERUN_FAILED_FROM",),
-    "reruns": ("AZPYTEST_RERUNS",),
-    "python": ("AZPYTEST_PYTHON",),
-    "broker": ("AZPYTEST_BROKER",),
-    "kubelogin": ("AZPYTEST_KUBELOGIN",),
-}
+    defer_test_failure: bool = False  # tests failed: exit 0, the report step fails the job
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -181,7 +105,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
         line = line.removeprefix("export ").strip()
         key, sep, value = line.partition("=")
         key = key.strip()
-        if not sep or not _ENV_NAME.match(key):
+        if not sep or not ENV_NAME.match(key):
             raise InputError(f"env-file {path}", f"line {number} is not KEY=VALUE")
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
@@ -192,82 +116,128 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def load(
-    flags: Mapping[str, Any], environ: Mapping[str, str], *, require_identity: bool = True
-) -> Settings:
-    """Read every input once. `flags` holds CLI values by input name (None when not given).
-    `require_identity=False` (cleanup) does not insist on tenant-id and client-id."""
-    notes: list[str] = []
-    in_actions = environ.get("GITHUB_ACTIONS") == "true"
-    env = dict(environ)
+class _Source:
+    """Where the values come from, in order: flags, the environment, the .env file, the old
+    azure/aks-set-context names, defaults. Notes what it noticed on the way."""
 
-    env_file_value = flags.get("env-file") or env.get("AZPYTEST_ENV_FILE")
-    env_file = Path(env_file_value) if env_file_value else Path(".env")
-    if env_file.is_file():
-        for key, value in read_dotenv(env_file).items():
-            env.setdefault(key, value)  # the environment always wins
-        loaded: Path | None = env_file
-    else:
-        loaded = None
-        if env_file_value:
-            raise InputError("env-file", f"{env_file} does not exist")
-        if not in_actions:
-            notes.append(f"no {env_file} file here; using the environment only")
+    def __init__(self, flags: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+        self.flags = flags
+        self.in_actions = environ.get("GITHUB_ACTIONS") == "true"
+        self.env = dict(environ)
+        self.notes: list[str] = []
+        spec = BY_NAME["env-file"]
+        given = flags.get(spec.name) or environ.get(spec.variable)
+        path = Path(given) if given else Path(".env")
+        self.env_file: Path | None = None
+        if path.is_file():
+            try:
+                values = read_dotenv(path)
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+                raise InputError(f"env-file {path}", f"cannot read it ({reason})") from None
+            for key, value in values.items():
+                self.env.setdefault(key, value)  # the environment always wins
+            self.env_file = path
+        elif given:
+            raise InputError("env-file", f"{path} does not exist")
+        elif not self.in_actions:
+            self.notes.append(f"no {path} file here; using the environment only")
 
-    def get(name: str) -> str | None:
-        value = flags.get(name)
-        if value is not None and value != "":
-            return str(value)
-        for variable in INPUT_ENV[name]:
-            if env.get(variable, "").strip():
-                return env[variable].strip()
-        alias = ALIASES.get(name)
-        if alias is not None and env.get(alias[1], "").strip():
-            if alias[0] not in noted:
-                noted.add(alias[0])
-                notes.append(
-                    f"{alias[0]} is azure/aks-set-context's name: azpytest calls it "
-                    f"{name} (the old name works)"
-                )
-            return env[alias[1]].strip()
-        return None
+    def get(self, name: str) -> str | None:
+        """The input's value, checked (bools, numbers and choices normalised) or None."""
+        spec = BY_NAME[name]
+        value = self.flags.get(name)
+        raw = str(value) if value is not None and value != "" else None
+        if raw is None:
+            raw = next((self.env[v] for v in spec.variables if self.env.get(v, "").strip()), None)
+        old = spec.alias_variable
+        if raw is None and old is not None and self.env.get(old, "").strip():
+            self.notes.append(
+                f"{spec.alias} is azure/aks-set-context's name: azpytest calls it "
+                f"{name} (the old name works)"
+            )
+            raw = self.env[old]
+        return check(spec, raw)
 
-    noted: set[str] = set()
 
-    cloud_name = get("cloud") or "AzureCloud"
-    cloud = CLOUDS.get(cloud_name.lower())
-    if cloud is None:
-        raise InputError(
-            "cloud",
-            f"unknown cloud {cloud_name!r}; use one of "
-            f"{', '.join(c.name for c in CLOUDS.values())}",
-        )
-
-    tenant_id = get("tenant-id")
-    if tenant_id is not None and not (_GUID.match(tenant_id) or _TENANT_DOMAIN.match(tenant_id)):
-        raise InputError(
-            "tenant-id",
-            f"{tenant_id!r} is neither a GUID nor a domain "
-            "(the Directory (tenant) ID of the app registration)",
-        )
-    client_id = get("client-id")
-    if client_id is not None and not _GUID.match(client_id):
-        raise InputError(
-            "client-id",
-            f"{client_id!r} is not a GUID (the Application (client) "
-            "ID of the app registration or managed identity)",
-        )
-    subscription_id = get("subscription-id")
-    if subscription_id is not None and not _GUID.match(subscription_id):
-        raise InputError("subscription-id", f"{subscription_id!r} is not a GUID")
-
-    audience = get("audience") or DEFAULT_AUDIENCE
+def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
+    """Read every input of prepare, run and exec once, from the table in inputs.py. `flags`
+    holds CLI values by input name (None when not given)."""
+    source = _Source(flags, environ)
+    get = source.get
+    cloud = _cloud(get("cloud"))
+    tenant_id, client_id, subscription_id = (
+        _checked(name, get(name)) for name in ("tenant-id", "client-id", "subscription-id")
+    )
     key_vault = _vault_url(get("key-vault"), cloud)
     secrets = parse_secrets(get("secrets") or "")
     if secrets and key_vault is None:
         raise InputError("secrets", "set key-vault too: the secrets are read from that vault")
+    group, cluster = _aks(get("aks-resource-group"), get("aks-cluster"), subscription_id)
+    if source.in_actions:
+        for name, given in (("tenant-id", tenant_id), ("client-id", client_id)):
+            if given is None:
+                raise InputError(
+                    name,
+                    f"required in GitHub Actions: set the {name} input or "
+                    f"{BY_NAME[name].env[0]} (the app registration's {name.split('-')[0]} "
+                    "ID; not a secret)",
+                )
+    elif source.env_file is not None and (tenant_id is None or client_id is None):
+        source.notes.append(
+            f"{source.env_file} sets neither AZURE_TENANT_ID nor AZURE_CLIENT_ID; "
+            "DefaultAzureCredential will pick the identity"
+        )
+    profiles_spec = _profiles(get("profiles"), key_vault)
+    return Settings(
+        tenant_id=tenant_id,
+        client_id=client_id.lower() if client_id else None,
+        subscription_id=subscription_id.lower() if subscription_id else None,
+        cloud=cloud,
+        audience=get("audience") or DEFAULT_AUDIENCE,
+        key_vault=key_vault,
+        secrets=secrets,
+        aks_resource_group=group,
+        aks_cluster=cluster,
+        aks_admin=get("aks-admin") == "true",
+        run_dir=_run_dir(get("run-dir"), source.env),
+        in_actions=source.in_actions,
+        env_file=source.env_file,
+        debug=get("debug") == "true",
+        profiles=profiles_spec,
+        run=_run_options(get),
+        notes=tuple(dict.fromkeys(source.notes)),
+    )
 
-    group, cluster = get("aks-resource-group"), get("aks-cluster")
+
+def _cloud(name: str | None) -> Cloud:
+    cloud = CLOUDS.get((name or "").lower())
+    if cloud is None:
+        raise InputError(
+            "cloud",
+            f"unknown cloud {name!r}; use one of {', '.join(c.name for c in CLOUDS.values())}",
+        )
+    return cloud
+
+
+def _checked(name: str, value: str | None) -> str | None:
+    """tenant-id (a GUID or a domain), client-id and subscription-id (GUIDs)."""
+    if value is None or _GUID.match(value):
+        return value
+    if name == "tenant-id" and _TENANT_DOMAIN.match(value):
+        return value
+    problem = {
+        "tenant-id": "is neither a GUID nor a domain (the Directory (tenant) ID of the app "
+        "registration)",
+        "client-id": "is not a GUID (the Application (client) ID of the app registration or "
+        "managed identity)",
+    }.get(name, "is not a GUID")
+    raise InputError(name, f"{value!r} {problem}")
+
+
+def _aks(
+    group: str | None, cluster: str | None, subscription_id: str | None
+) -> tuple[str | None, str | None]:
     if (group is None) != (cluster is None):
         missing = "aks-cluster" if cluster is None else "aks-resource-group"
         raise InputError(missing, "set both aks-resource-group and aks-cluster, or neither")
@@ -280,51 +250,18 @@ def load(
             "subscription-id",
             "required with aks-cluster: the cluster's subscription (or set AZURE_SUBSCRIPTION_ID)",
         )
+    return group, cluster
 
-    if in_actions and require_identity:
-        for name, given in (("tenant-id", tenant_id), ("client-id", client_id)):
-            if given is None:
-                variable = INPUT_ENV[name][1]
-                raise InputError(
-                    name,
-                    f"required in GitHub Actions: set the {name} input or "
-                    f"{variable} (the app registration's {name.split('-')[0]} "
-                    "ID; not a secret)",
-                )
-    elif loaded is not None and (tenant_id is None or client_id is None):
-        notes.append(
-            f"{loaded} sets neither AZURE_TENANT_ID nor AZURE_CLIENT_ID; "
-            "DefaultAzureCredential will pick the identity"
-        )
 
-    profiles_text = get("profiles")
-    profiles_spec = None
-    if profiles_text:
-        from azpytest import profiles
+def _profiles(text: str | None, key_vault: str | None) -> ProfilesSpec | None:
+    if not text:
+        return None
+    from azpytest import profiles
 
-        profiles_spec = profiles.parse(profiles_text)  # raises InputError("profiles", ...)
-    if profiles_spec is not None and profiles_spec.required_secrets() and key_vault is None:
+    spec = profiles.parse(text)  # raises InputError("profiles", ...)
+    if spec.required_secrets() and key_vault is None:
         raise InputError("profiles", "a field reads a Key Vault secret: set key-vault too")
-
-    return Settings(
-        tenant_id=tenant_id,
-        client_id=client_id.lower() if client_id else None,
-        subscription_id=subscription_id.lower() if subscription_id else None,
-        cloud=cloud,
-        audience=audience,
-        key_vault=key_vault,
-        secrets=secrets,
-        aks_resource_group=group,
-        aks_cluster=cluster,
-        aks_admin=_bool("aks-admin", get("aks-admin")),
-        run_dir=_run_dir(get("run-dir"), env),
-        in_actions=in_actions,
-        env_file=loaded,
-        debug=_bool("debug", get("debug")),
-        profiles=profiles_spec,
-        run=_run_options(get),
-        notes=tuple(notes),
-    )
+    return spec
 
 
 def load_run_dir(flags: Mapping[str, Any], environ: Mapping[str, str]) -> RunDir:
@@ -359,21 +296,9 @@ def _words(name: str, value: str | None) -> tuple[str, ...]:
         raise InputError(name, f"{exc} (quote arguments with spaces)") from None
 
 
-def _int_input(name: str, value: str | None, default: int, minimum: int) -> int:
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise InputError(name, f"{value!r} is not a whole number") from None
-    if number < minimum:
-        raise InputError(name, f"{number} is less than {minimum}")
-    return number
-
-
 def _run_options(get: Callable[[str], str | None]) -> RunOptions:
-    count = _int_input("shard-count", get("shard-count"), 1, 1)
-    index = _int_input("shard-index", get("shard-index"), 0, 0)
+    count = int(get("shard-count") or 1)
+    index = int(get("shard-index") or 0)
     if index >= count:
         raise InputError(
             "shard-index",
@@ -416,29 +341,14 @@ def _run_options(get: Callable[[str], str | None]) -> RunOptions:
         shard_count=count,
         shard_index=index,
         durations_path=path("durations-path"),
-        allow_no_tests=_bool("allow-no-tests", get("allow-no-tests")),
+        allow_no_tests=get("allow-no-tests") == "true",
         rerun_failed_from=rerun_from,
-        reruns=_int_input("reruns", get("reruns"), 0, 0),
+        reruns=int(get("reruns") or 0),
         python=get("python"),
-        broker=None if get("broker") is None else _bool("broker", get("broker")),
-        kubelogin=_choice("kubelogin", get("kubelogin"), ("auto", "always", "never")),
+        broker=None if get("broker") is None else get("broker") == "true",
+        kubelogin=get("kubelogin") or "auto",
+        defer_test_failure=get("defer-test-failure") == "true",
     )
-
-
-def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str:
-    if value is None:
-        return choices[0]
-    if value.lower() not in choices:
-        raise InputError(name, f"{value!r} is not one of {', '.join(choices)}")
-    return value.lower()
-
-
-def _bool(name: str, value: str | None) -> bool:
-    if value is None or value.lower() in _FALSE:
-        return False
-    if value.lower() in _TRUE:
-        return True
-    raise InputError(name, f"{value!r} is not true or false")
 
 
 def _vault_url(value: str | None, cloud: Cloud) -> str | None:
@@ -466,82 +376,6 @@ def _vault_url(value: str | None, cloud: Cloud) -> str | None:
     return f"https://{name.lower()}{cloud.vault_suffix}"
 
 
-def parse_secrets(text: str) -> tuple[SecretSpec, ...]:
-    """The `secrets` input: a YAML mapping `ENV_NAME: secret-name`, or a list of secret names
-    and prefix globs (`pg-*`, `*`) whose variables are derived (`pg-host` -> `PG_HOST`)."""
-    if not text.strip():
-        return ()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise InputError(
-            "secrets",
-            f"not valid YAML{where}; write `ENV_NAME: secret-name` lines or a list of secret names",
-        ) from None
-    if isinstance(data, str):
-        data = [item for item in re.split(r"[\s,]+", data) if item]
-    specs: list[SecretSpec] = []
-    if isinstance(data, dict):
-        for env, source in data.items():
-            env, source = str(env), str(source) if source is not None else ""
-            if not _ENV_NAME.match(env):
-                raise InputError("secrets", f"{env!r} is not an environment variable name")
-            if "*" in source:
-                raise InputError(
-                    "secrets",
-                    f"{env}: {source!r}: a glob takes many secrets; list "
-                    f"it (`- {source}`) instead of mapping it",
-                )
-            _check_secret_name(source)
-            specs.append(SecretSpec(source=source, env=env))
-    elif isinstance(data, list):
-        for item in data:
-            if isinstance(item, dict) and len(item) == 1:
-                ((env, source),) = item.items()
-                specs.extend(parse_secrets(yaml.safe_dump({env: source})))
-                continue
-            source = str(item)
-            if "*" in source:
-                if not _SECRET_GLOB.match(source):
-                    raise InputError(
-                        "secrets",
-                        f"{source!r}: only a prefix glob is supported (`*` or `prefix-*`)",
-                    )
-                specs.append(SecretSpec(source=source, env=None))
-            else:
-                _check_secret_name(source)
-                specs.append(SecretSpec(source=source, env=env_name_for(source)))
-    else:
-        raise InputError(
-            "secrets", "expected a mapping (`ENV_NAME: secret-name`) or a list of secret names"
-        )
-    targets = [s.env for s in specs if s.env]
-    duplicate = next((t for t in targets if targets.count(t) > 1), None)
-    if duplicate:
-        raise InputError("secrets", f"{duplicate} is the target of two secrets")
-    return tuple(specs)
-
-
-def _check_secret_name(name: str) -> None:
-    if not _SECRET_NAME.match(name):
-        raise InputError(
-            "secrets",
-            f"{name!r} is not a Key Vault secret name (1-127 letters, digits and hyphens)",
-        )
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
 def _run_dir(value: str | None, env: Mapping[str, str]) -> Path:
     """`$RUNNER_TEMP/azpytest/<run>`: one folder per job, shard and attempt."""
     if value:
@@ -555,7 +389,3 @@ def _run_dir(value: str | None, env: Mapping[str, str]) -> Path:
         ]
         return base / "-".join(parts)
     return base / f"local-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]

@@ -313,6 +313,10 @@ def test_vault_forbidden_names_identity_and_role(
         json.loads(line)["secret"]: json.loads(line)["outcome"] for line in audit.splitlines()
     }
     assert outcomes == {"mine": "read", "theirs": "forbidden"}
+    kinds = {
+        json.loads(line)["secret"]: json.loads(line).get("kind") for line in audit.splitlines()
+    }
+    assert kinds == {"mine": None, "theirs": "keyvault-forbidden"}
     assert "mine-value" not in result.written()
 
 

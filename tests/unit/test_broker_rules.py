@@ -77,7 +77,9 @@ class Source:
         pass
 
 
-REFUSAL = errors.Diagnosis(what="Entra ID said no.", cause="a test.", fix="none.")
+REFUSAL = errors.Diagnosis(
+    kind="entra-refused", what="Entra ID said no.", cause="a test.", fix="none."
+)
 
 
 def make(life: float = 5) -> tuple[Broker, Source, Clock]:

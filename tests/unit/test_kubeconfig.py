@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from azpytest import kube
+from azpytest import cli, kube
 from azpytest.github import Workflow
 from azpytest.settings import Settings, load
 
@@ -177,7 +177,7 @@ def test_bad_input_exits_2_with_one_line_and_no_stdout(
         monkeypatch.delenv("KUBERNETES_EXEC_INFO", raising=False)
     else:
         monkeypatch.setenv("KUBERNETES_EXEC_INFO", exec_info)
-    assert kube.token_main(argv) == 2
+    assert cli.main(["kube-token", *argv]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err == f"azpytest kube-token: error: {message}\n"
@@ -192,7 +192,7 @@ def test_inputs_only_prepare_reads_cannot_fail_kube_token(
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.delenv("ACTIONS_ID_TOKEN_REQUEST_URL", raising=False)
     monkeypatch.delenv("KUBERNETES_EXEC_INFO", raising=False)
-    code = kube.token_main(["--server-id", SERVER, "--tenant-id", T, "--client-id", C])
+    code = cli.main(["kube-token", "--server-id", SERVER, "--tenant-id", T, "--client-id", C])
     out, err = capsys.readouterr()
     assert (code, out) == (1, "")
     assert err.startswith("azpytest kube-token: GitHub gave this job no OIDC token")

@@ -13,8 +13,8 @@ import yaml
 
 from azpytest import profiles
 from azpytest.dbt import error_lines
+from azpytest.inputs import InputError, SecretSpec
 from azpytest.rundir import RunDir
-from azpytest.settings import InputError, SecretSpec
 
 EXAMPLE = """\
 connections:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from azpytest.settings import InputError, SecretSpec, load, parse_secrets, read_dotenv
+from azpytest.inputs import InputError, SecretSpec, parse_secrets
+from azpytest.settings import load, read_dotenv
 
 T = "8d2a1c3e-5f47-4b6a-9c1d-2e3f4a5b6c7d"
 C = "3f1e2d4c-6b5a-4978-8a9b-0c1d2e3f4a5b"

@@ -1,5 +1,6 @@
-"""README, action.yml and the code tell the same story: every input of the action reaches the
-code under the name the CLI and settings use, and the README names it."""
+"""README, action.yml and the code tell the same story, from the one table of inputs
+(azpytest.inputs): every input of the action reaches the code under the name the CLI and
+settings use, every variable the code reads is an input, and the README names them all."""
 
 from __future__ import annotations
 
@@ -8,21 +9,15 @@ from pathlib import Path
 
 import yaml
 
-from azpytest.settings import ALIASES, INPUT_ENV
+from azpytest.cli import build_parser
+from azpytest.inputs import ACTION as ACTION_GROUP
+from azpytest.inputs import BY_NAME, INPUTS, STEPS
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 README = (ROOT / "README.md").read_text()
-# Inputs that steer the action itself rather than a `python -m azpytest` step.
-ACTION_ONLY = {
-    "fail-on-test-failure",
-    "upload",
-    "artifact-name",
-    "python-version",
-    "requirements",
-    "merge",
-}
-OLD_NAMES = {old for old, _ in ALIASES.values()}
+OLD_NAMES = {spec.alias for spec in INPUTS if spec.alias}
+SOURCE = ROOT / "scripts" / "azpytest"
 
 
 def env_of_steps() -> dict[str, str]:
@@ -34,23 +29,44 @@ def env_of_steps() -> dict[str, str]:
     return found
 
 
+def test_the_action_has_exactly_the_inputs_of_the_table() -> None:
+    table = {spec.name for spec in INPUTS if spec.action} | OLD_NAMES
+    assert set(ACTION["inputs"]) == table
+
+
 def test_every_input_reaches_the_code_through_env() -> None:
     env = env_of_steps()
     for name in ACTION["inputs"]:
-        if name in ACTION_ONLY:
-            continue
         variable = "AZPYTEST_" + name.upper().replace("-", "_")
+        if name in BY_NAME and BY_NAME[name].group == ACTION_GROUP and variable not in env:
+            continue  # steers action.yml itself (`if:` and `with:` expressions)
         assert env.get(variable) == f"${{{{ inputs.{name} }}}}", name
-        known = {v for variables in INPUT_ENV.values() for v in variables} | {
-            v for _, v in ALIASES.values()
-        }
-        assert variable in known, f"{variable} is set by action.yml but settings do not read it"
 
 
-def test_every_setting_is_an_input_of_the_action() -> None:
-    # The action chooses these itself (its run folder, no .env, its private interpreter).
-    cli_only = {"run-dir", "env-file", "python"}
-    assert set(INPUT_ENV) - cli_only <= set(ACTION["inputs"])
+def test_every_step_input_is_a_flag_of_its_commands() -> None:
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for spec in INPUTS:
+        for step in spec.steps:
+            if step == "report":
+                continue  # its own parser (azpytest report --help)
+            flags = {o for a in commands[step]._actions for o in a.option_strings}
+            assert spec.flag in flags, (spec.name, step)
+
+
+def test_every_azpytest_variable_the_code_reads_is_an_input() -> None:
+    known = {v for spec in INPUTS for v in spec.variables}
+    known |= {spec.alias_variable for spec in INPUTS if spec.alias_variable}
+    # Set by the steps for each other (not inputs): the run folder and the exported profiles.
+    exported = {"AZPYTEST_RUN_DIR", "AZPYTEST_PY"}
+    read = set()
+    for path in SOURCE.rglob("*.py"):
+        if "sandbox" in path.parts:
+            continue
+        read |= set(re.findall(r"[\"'](AZPYTEST_[A-Z_]+)[\"']", path.read_text()))
+    # Variables a connection's field is read from are derived per connection (AZPYTEST_<C>_...).
+    unknown = {v for v in read - known - exported if not v.endswith("_")}
+    assert unknown == set()
 
 
 def test_the_readme_names_every_input_and_output() -> None:
@@ -58,6 +74,13 @@ def test_the_readme_names_every_input_and_output() -> None:
         if name in OLD_NAMES:
             continue
         assert re.search(rf"`{re.escape(name)}`", README), f"README does not mention `{name}`"
+    for spec in INPUTS:
+        if spec.plugin or not spec.action:
+            assert spec.variable in README or f"--{spec.name}" in README, spec.name
+
+
+def test_the_steps_are_the_commands_that_take_identity_inputs() -> None:
+    assert set(STEPS) <= set(BY_NAME["tenant-id"].steps)
 
 
 def test_no_expression_inside_a_script() -> None:

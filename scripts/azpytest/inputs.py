@@ -1,0 +1,451 @@
+"""Every input, once: its name, where it is read, its variables, flag, help, type and default.
+
+One table serves the CLI (flags and help, by group), `settings.load` (precedence and
+validation), the pytest plugin and the report (the variables they read, validated the same
+way), action.yml and the README (a test checks that all three name the same inputs).
+
+Where an input is read:
+- `steps`: the `azpytest` subcommands that take it as a `--flag` (and from its variables);
+- `action`: an input of action.yml (which passes it to the steps as `AZPYTEST_<NAME>`);
+- `ACTION_STEPS_ONLY` inputs steer action.yml itself (its setup, upload, merge mode);
+- `plugin`: read by the pytest plugin from the test process's environment.
+Precedence: flag > the variables in order > a `.env` file (filling only what is unset) >
+the old azure/aks-set-context name > default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import yaml
+
+from azpytest.clouds import CLOUDS, DEFAULT_AUDIENCE
+
+IDENTITY = "identity and Key Vault"
+RUN = "test run"
+REPORT = "report"
+PLUGIN = "pytest plugin"
+ACTION = "action setup and upload"
+
+TRUE = frozenset({"true", "yes", "1", "on"})
+FALSE = frozenset({"false", "no", "0", "off", ""})
+
+SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+_SECRET_GLOB = re.compile(r"^[0-9A-Za-z-]{0,126}\*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+STEPS = ("prepare", "run", "exec", "cleanup")  # the steps that take every identity/run input
+
+
+class InputError(ValueError):
+    """A user's input that cannot work; `input` names it as the user spelled it."""
+
+    def __init__(self, input_name: str, problem: str) -> None:
+        super().__init__(f"{input_name}: {problem}")
+        self.input = input_name
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str  # the action input and the CLI flag (--name)
+    help: str
+    group: str
+    kind: str = "text"  # text | bool | int | choice | words (a YAML list or shell words)
+    env: tuple[str, ...] = ()  # standard variables read after AZPYTEST_<NAME>
+    default: str | None = None
+    choices: tuple[str, ...] = ()
+    minimum: int = 0
+    alias: str | None = None  # azure/aks-set-context's name of the same input
+    steps: tuple[str, ...] = STEPS
+    action: bool = True
+    plugin: bool = False
+    flags: tuple[str, ...] = ()  # extra flag spellings (kept for compatibility)
+
+    @property
+    def variable(self) -> str:
+        return variable_of(self.name)
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return (self.variable, *self.env)
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def alias_variable(self) -> str | None:
+        return variable_of(self.alias) if self.alias else None
+
+
+def variable_of(name: str) -> str:
+    return "AZPYTEST_" + name.upper().replace("-", "_")
+
+
+_CLOUD_NAMES = tuple(c.name for c in CLOUDS.values())
+
+INPUTS: tuple[Input, ...] = (
+    # ------------------------------------------------------------ identity and Key Vault
+    Input(
+        "tenant-id",
+        "Directory (tenant) ID of the app registration (or AZURE_TENANT_ID)",
+        IDENTITY,
+        env=("AZURE_TENANT_ID",),
+        steps=(*STEPS, "kube-token"),
+    ),
+    Input(
+        "client-id",
+        "Application (client) ID of the app registration (or AZURE_CLIENT_ID)",
+        IDENTITY,
+        env=("AZURE_CLIENT_ID",),
+        steps=(*STEPS, "kube-token"),
+    ),
+    Input(
+        "subscription-id",
+        "subscription of the AKS cluster (or AZURE_SUBSCRIPTION_ID)",
+        IDENTITY,
+        env=("AZURE_SUBSCRIPTION_ID",),
+    ),
+    Input(
+        "cloud",
+        f"{_CLOUD_NAMES[0]} (default), {', '.join(_CLOUD_NAMES[1:-1])} or {_CLOUD_NAMES[-1]}",
+        IDENTITY,
+        default=_CLOUD_NAMES[0],
+        steps=(*STEPS, "kube-token"),
+    ),
+    Input(
+        "audience",
+        f"audience of the GitHub OIDC token (default {DEFAULT_AUDIENCE})",
+        IDENTITY,
+        default=DEFAULT_AUDIENCE,
+        steps=(*STEPS, "kube-token"),
+    ),
+    Input("key-vault", "vault name or URL to read the secrets from", IDENTITY),
+    Input(
+        "secrets",
+        "YAML: ENV_NAME: secret-name lines, or a list of names and prefix globs",
+        IDENTITY,
+    ),
+    Input(
+        "aks-resource-group",
+        "resource group of the AKS cluster",
+        IDENTITY,
+        alias="resource-group",
+    ),
+    Input("aks-cluster", "name of the AKS cluster", IDENTITY, alias="cluster-name"),
+    Input("aks-admin", "use the cluster admin credential", IDENTITY, kind="bool", alias="admin"),
+    Input(
+        "profiles",
+        "YAML: connections (postgres, azure-sql) and the dbt profile, from Key Vault",
+        IDENTITY,
+    ),
+    Input(
+        "run-dir",
+        "folder for this run's files (default $RUNNER_TEMP/azpytest/<run>)",
+        IDENTITY,
+        action=False,
+        steps=(*STEPS, "report"),
+    ),
+    Input(
+        "env-file",
+        "the .env file to fill unset variables from (default ./.env)",
+        IDENTITY,
+        action=False,
+    ),
+    Input(
+        "debug",
+        "log more (never a secret)",
+        IDENTITY,
+        kind="bool",
+        env=("RUNNER_DEBUG",),
+        plugin=True,
+    ),
+    # ------------------------------------------------------------ test run
+    Input("tests", "test paths or node ids (space-separated or a YAML list)", RUN, kind="words"),
+    Input("markers", "pytest -m expression", RUN),
+    Input(
+        "pytest-args",
+        "more pytest arguments (a YAML list, or words; never run through a shell)",
+        RUN,
+        kind="words",
+    ),
+    Input("working-directory", "where pytest runs", RUN),
+    Input("workers", "pytest-xdist workers (-n): a number or auto", RUN),
+    Input(
+        "junit-path",
+        "the JUnit XML file (default <run-dir>/junit.xml)",
+        RUN,
+        steps=(*STEPS, "report"),
+    ),
+    Input(
+        "shard-count",
+        "split the suite into this many shards (pytest-split)",
+        RUN,
+        kind="int",
+        default="1",
+        minimum=1,
+    ),
+    Input("shard-index", "this shard, 0 to shard-count - 1", RUN, kind="int", default="0"),
+    Input("durations-path", "test durations from an earlier run, to balance the shards", RUN),
+    Input("allow-no-tests", "do not fail when pytest collects no tests", RUN, kind="bool"),
+    Input(
+        "rerun-failed-from",
+        "run only the tests that failed or errored in this JUnit file",
+        RUN,
+    ),
+    Input(
+        "reruns",
+        "retry a failing test up to N times (pytest-rerunfailures)",
+        RUN,
+        kind="int",
+        default="0",
+    ),
+    Input(
+        "python",
+        "the interpreter that runs pytest (default: azpytest's)",
+        RUN,
+        action=False,
+    ),
+    Input(
+        "broker",
+        "serve the job's tokens to the tests' own DefaultAzureCredential (default: on in "
+        "GitHub Actions)",
+        RUN,
+        kind="bool",
+    ),
+    Input(
+        "kubelogin",
+        "auto (default), always or never: azpytest's kubelogin stand-in on PATH",
+        RUN,
+        kind="choice",
+        choices=("auto", "always", "never"),
+        default="auto",
+    ),
+    Input(
+        "defer-test-failure",
+        "exit 0 when tests fail, for a later `azpytest report --fail-on-test-failure` (the "
+        "action sets it, so the summary is written before the job fails)",
+        RUN,
+        kind="bool",
+        action=False,
+    ),
+    # ------------------------------------------------------------ report
+    Input(
+        "fail-on-test-failure",
+        "report: exit 1 if a test failed or errored",
+        REPORT,
+        kind="bool",
+        steps=("report",),
+        flags=("--fail-on-failure",),
+    ),
+    # ------------------------------------------------------------ read by the pytest plugin
+    Input(
+        "artifacts-dir",
+        "where failed tests' files go (default: artifacts/ beside the JUnit file)",
+        PLUGIN,
+        steps=(),
+        action=False,
+        plugin=True,
+    ),
+    Input(
+        "connections",
+        "the connections.yaml the database fixtures read (prepare sets it)",
+        PLUGIN,
+        steps=(),
+        action=False,
+        plugin=True,
+    ),
+    Input(
+        "pg-connection",
+        "the connection pg_schema uses when connections.yaml has several",
+        PLUGIN,
+        steps=(),
+        action=False,
+        plugin=True,
+    ),
+    Input(
+        "dbt-project",
+        "the dbt project folder of the dbt fixture (or the azpytest_dbt_project ini key)",
+        PLUGIN,
+        steps=(),
+        action=False,
+        plugin=True,
+    ),
+    Input(
+        "migrations",
+        "folder of .sql files pg_schema applies once (or the azpytest_migrations ini key)",
+        PLUGIN,
+        steps=(),
+        action=False,
+        plugin=True,
+    ),
+    Input(
+        "role-minutes",
+        "minutes the run's database role stays valid (pg_schema; default 360)",
+        PLUGIN,
+        kind="int",
+        default="360",
+        minimum=1,
+        steps=(),
+        action=False,
+        plugin=True,
+    ),
+    # ------------------------------------------------------------ action.yml's own
+    Input("upload", "upload artifacts: always, failure or never", ACTION, steps=()),
+    Input("artifact-name", "name of the uploaded artifact", ACTION, steps=()),
+    Input("python-version", "Python of azpytest's private environment", ACTION, steps=()),
+    Input("requirements", "the tests' own dependencies for that environment", ACTION, steps=()),
+    Input("merge", "merge mode: a glob of the shards' JUnit files", ACTION, steps=()),
+)
+
+BY_NAME = {i.name: i for i in INPUTS}
+GROUPS = (IDENTITY, RUN)  # the groups of flags prepare, run, exec and cleanup take
+
+
+def for_step(step: str) -> tuple[Input, ...]:
+    return tuple(i for i in INPUTS if step in i.steps)
+
+
+def check(spec: Input, value: str | None) -> str | None:
+    """The value as given (stripped), or the default; InputError if a bool, int or choice is
+    not one. Inputs with a grammar of their own are checked by their reader."""
+    value = value.strip() if value is not None else None
+    if not value:
+        value = spec.default
+    if value is None:
+        return None
+    if spec.kind == "bool":
+        if value.lower() not in TRUE | FALSE:
+            raise InputError(spec.name, f"{value!r} is not true or false")
+        return "true" if value.lower() in TRUE else "false"
+    if spec.kind == "int":
+        try:
+            number = int(value)
+        except ValueError:
+            raise InputError(spec.name, f"{value!r} is not a whole number") from None
+        if number < spec.minimum:
+            raise InputError(spec.name, f"{number} is less than {spec.minimum}")
+        return str(number)
+    if spec.kind == "choice" and value.lower() not in spec.choices:
+        raise InputError(spec.name, f"{value!r} is not one of {', '.join(spec.choices)}")
+    return value.lower() if spec.kind == "choice" else value
+
+
+def from_environment(name: str, environ: Mapping[str, str]) -> str | None:
+    """One input read from its variables (for the plugin and the report), checked."""
+    spec = BY_NAME[name]
+    raw = next((environ[v] for v in spec.variables if environ.get(v, "").strip()), None)
+    return check(spec, raw)
+
+
+def flag_of(name: str, environ: Mapping[str, str]) -> bool:
+    return from_environment(name, environ) == "true"
+
+
+# ---------------------------------------------------------------------------- grammars
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    """One item of the `secrets` input: a secret (or a prefix glob) and where it goes."""
+
+    source: str  # a secret name, or a prefix glob ending in "*"
+    env: str | None  # the environment variable; None for a glob (derived per secret)
+
+    @property
+    def is_glob(self) -> bool:
+        return self.source.endswith("*")
+
+    def matches(self, name: str) -> bool:
+        return fnmatch.fnmatchcase(name.lower(), self.source.lower())
+
+
+def env_name_for(secret: str) -> str:
+    """`pg-host` -> `PG_HOST`: the variable a secret taken by a glob or a list lands in."""
+    name = secret.upper().replace("-", "_")
+    return name if not name[:1].isdigit() else f"_{name}"
+
+
+def parse_secrets(text: str) -> tuple[SecretSpec, ...]:
+    """The `secrets` input: a YAML mapping `ENV_NAME: secret-name`, or a list of secret names
+    and prefix globs (`pg-*`, `*`) whose variables are derived (`pg-host` -> `PG_HOST`)."""
+    if not text.strip():
+        return ()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise InputError(
+            "secrets",
+            f"not valid YAML{where}; write `ENV_NAME: secret-name` lines or a list of secret names",
+        ) from None
+    if isinstance(data, str):
+        data = [item for item in re.split(r"[\s,]+", data) if item]
+    specs: list[SecretSpec] = []
+    if isinstance(data, dict):
+        for env, source in data.items():
+            env, source = str(env), str(source) if source is not None else ""
+            if not ENV_NAME.match(env):
+                raise InputError("secrets", f"{env!r} is not an environment variable name")
+            if "*" in source:
+                raise InputError(
+                    "secrets",
+                    f"{env}: {source!r}: a glob takes many secrets; list "
+                    f"it (`- {source}`) instead of mapping it",
+                )
+            _check_secret_name(source)
+            specs.append(SecretSpec(source=source, env=env))
+    elif isinstance(data, list):
+        for item in data:
+            if isinstance(item, dict) and len(item) == 1:
+                ((env, source),) = item.items()
+                specs.extend(parse_secrets(yaml.safe_dump({env: source})))
+                continue
+            source = str(item)
+            if "*" in source:
+                if not _SECRET_GLOB.match(source):
+                    raise InputError(
+                        "secrets",
+                        f"{source!r}: only a prefix glob is supported (`*` or `prefix-*`)",
+                    )
+                specs.append(SecretSpec(source=source, env=None))
+            else:
+                _check_secret_name(source)
+                specs.append(SecretSpec(source=source, env=env_name_for(source)))
+    else:
+        raise InputError(
+            "secrets", "expected a mapping (`ENV_NAME: secret-name`) or a list of secret names"
+        )
+    targets = [s.env for s in specs if s.env]
+    duplicate = next((t for t in targets if targets.count(t) > 1), None)
+    if duplicate:
+        raise InputError("secrets", f"{duplicate} is the target of two secrets")
+    return tuple(specs)
+
+
+def _check_secret_name(name: str) -> None:
+    if not SECRET_NAME.match(name):
+        raise InputError(
+            "secrets",
+            f"{name!r} is not a Key Vault secret name (1-127 letters, digits and hyphens)",
+        )
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
