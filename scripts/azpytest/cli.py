@@ -206,9 +206,9 @@ def _flags(args: argparse.Namespace) -> dict[str, str | None]:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["report"]:
-        from azpytest import report
+        from azpytest.report import command
 
-        return report.main(arguments[1:])
+        return command.main(arguments[1:])
     if arguments[:1] == ["kube-token"]:
         # Its own flags (kubelogin's shape), parsed by kube.py; kubectl runs it, not people.
         from azpytest import kube
