@@ -16,6 +16,7 @@ from typing import NoReturn
 from azpytest import __version__, errors
 from azpytest.github import Workflow
 from azpytest.inputs import GROUPS, INPUTS, STEPS, Input, non_negative_int
+from azpytest.report.command import add_arguments as add_report_arguments
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,11 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
             "only --run-dir (or AZPYTEST_RUN_DIR); refuses a folder azpytest did not make."
         ),
     )
-    commands.add_parser(
+    report = commands.add_parser(
         "report",
-        add_help=False,
-        help="job summary, annotations and outputs from JUnit files (azpytest report --help)",
+        help="job summary, annotations and outputs from JUnit files",
+        description=(
+            "Write the job summary, failure annotations and step outputs from pytest's JUnit "
+            "XML files; with --merge, also one merged JUnit file. The JUnit file defaults to "
+            "--junit-path (AZPYTEST_JUNIT_PATH), else the run folder's."
+        ),
     )
+    add_report_arguments(report)
+    for spec in INPUTS:
+        if "report" in spec.steps:
+            _add_flag(report, spec)
     token = commands.add_parser(
         "kube-token",
         help="print a Kubernetes ExecCredential with a fresh Entra token (kubeconfig exec)",
@@ -163,10 +172,6 @@ def _flags(args: argparse.Namespace) -> dict[str, str | None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["report"]:
-        from azpytest import report
-
-        return report.main(arguments[1:])
     try:
         args, extra = build_parser().parse_known_args(arguments)
     except SystemExit as exc:  # --help, --version, bad flags (one line already printed)
@@ -177,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.command == "report":
+        from azpytest.report import command
+
+        return command.run(args, os.environ)
     if args.command == "sandbox":
         return _sandbox(args)
     if args.command == "kube-token":

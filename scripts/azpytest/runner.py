@@ -15,39 +15,16 @@ import signal
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import FrameType
 
 from azpytest.github import Workflow
-from azpytest.report import node_id_of
+from azpytest.report.junit import failed_node_ids
 from azpytest.rundir import AZ_CONFIG, ENV_VARIABLE
 from azpytest.settings import InputError, Settings
 
 TESTS_FAILED = 1
 NO_TESTS = 5
-
-
-def failed_node_ids(junit: Path, root: Path | None = None) -> list[str]:
-    """Node ids of the failed and errored tests of a JUnit file, streamed."""
-    found: list[str] = []
-    try:
-        for _event, element in ET.iterparse(junit, events=("end",)):
-            if element.tag != "testcase":
-                continue
-            if element.find("failure") is not None or element.find("error") is not None:
-                node = node_id_of(
-                    element.get("classname", ""),
-                    element.get("name", ""),
-                    element.get("file"),
-                    root or Path.cwd(),
-                )
-                if node not in found:
-                    found.append(node)
-            element.clear()
-    except ET.ParseError as exc:
-        raise InputError("rerun-failed-from", f"{junit} is not valid JUnit XML: {exc}") from None
-    return found
 
 
 def _local_env(settings: Settings) -> dict[str, str]:

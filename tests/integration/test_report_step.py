@@ -249,6 +249,40 @@ def test_fail_on_failure_exits_1(shop: pytest.Pytester, actions_step: Step) -> N
     assert result.stderr == ""
 
 
+@pytest.mark.parametrize("value", ["true", "yes", "1", "on", "True"])
+def test_fail_on_test_failure_as_the_action_passes_it(
+    shop: pytest.Pytester, actions_step: Step, value: str
+) -> None:
+    junit = _junit(shop, "junit.xml")
+    result = actions_step(
+        None,
+        "report",
+        str(junit),
+        "--root",
+        str(shop.path),
+        env={"AZPYTEST_FAIL_ON_TEST_FAILURE": value},
+    )
+    assert result.returncode == 1
+
+
+def test_a_typo_of_a_boolean_is_bad_input_never_green(
+    shop: pytest.Pytester, actions_step: Step
+) -> None:
+    junit = _junit(shop, "junit.xml")
+    result = actions_step(
+        None,
+        "report",
+        str(junit),
+        "--root",
+        str(shop.path),
+        env={"AZPYTEST_FAIL_ON_TEST_FAILURE": "treu"},
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "azpytest report: error: fail-on-test-failure: 'treu' is not true or false\n"
+    )
+
+
 def test_annotations_are_capped_with_a_notice(
     pytester: pytest.Pytester, actions_step: Step
 ) -> None:

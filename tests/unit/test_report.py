@@ -9,18 +9,11 @@ from pathlib import Path
 import pytest
 
 from azpytest.masking import Scrubber
-from azpytest.report import (
-    Counts,
-    Failure,
-    Reader,
-    Report,
-    locate,
-    node_id_of,
-    render_summary,
-    resolve_inputs,
-    verdict,
-    write_merged,
-)
+from azpytest.report.command import resolve_inputs
+from azpytest.report.junit import node_id_of
+from azpytest.report.merge import write_merged
+from azpytest.report.model import Counts, Failure, Reader, Report, locate
+from azpytest.report.summary import render_summary, verdict
 from azpytest.settings import InputError
 
 

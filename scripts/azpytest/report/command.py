@@ -1,0 +1,196 @@
+"""`azpytest report`: the job summary, failure annotations and step outputs from JUnit files.
+
+Reads pytest's JUnit XML — one file, or the shards of a matrix — and, with `--merge`, writes
+one merged file. What it writes, every value `prepare` masked replaced by `***`: the job
+summary and annotations (see `azpytest.report.summary`), and the step outputs: total, passed,
+failed, errors, skipped, junit-path (the merged file, or the inputs one a line),
+artifacts-path (`artifacts/` beside the first JUnit file, if there is one) and failed-tests:
+the node ids of the failed and errored tests separated by single spaces and not quoted, for a
+rerun: `pytest $FAILED_TESTS` with the output passed in through `env:` (an id that holds a
+space splits in two; one that held a masked value reads `***`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from azpytest import errors
+from azpytest.github import Workflow
+from azpytest.inputs import InputError, flag_of, from_environment, non_negative_int
+from azpytest.masking import Scrubber
+from azpytest.report.merge import write_merged
+from azpytest.report.model import Reader, Report
+from azpytest.report.summary import (
+    SUMMARY_LIMIT,
+    SUMMARY_MARGIN,
+    TABLE_ROWS,
+    annotate,
+    render_summary,
+    render_text,
+    verdict,
+)
+from azpytest.rundir import ARTIFACTS, JUNIT, RunDir
+
+DEFAULT_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations per step
+FAILED_TESTS_LIMIT = 256 * 1024  # bytes of the failed-tests output; GitHub caps outputs at 1 MB
+
+_NATURAL = re.compile(r"(\d+)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `report` command's arguments, on its own parser or a subcommand's."""
+    parser.add_argument(
+        "junit",
+        nargs="*",
+        metavar="JUNIT",
+        help=f"JUnit files or glob patterns (default $AZPYTEST_RUN_DIR/{JUNIT})",
+    )
+    parser.add_argument("--merge", metavar="OUT", help="write one JUnit file merged from them all")
+    parser.add_argument(
+        "--root",
+        metavar="DIR",
+        help="the repository root that annotation paths are relative to "
+        "(default $GITHUB_WORKSPACE, else the current folder)",
+    )
+    parser.add_argument(
+        "--max-annotations",
+        type=non_negative_int,
+        default=DEFAULT_ANNOTATIONS,
+        metavar="N",
+        help=f"failures annotated at their line (default {DEFAULT_ANNOTATIONS}, GitHub's cap)",
+    )
+
+
+def _natural(path: str) -> list[str | int]:
+    return [int(part) if part.isdigit() else part for part in _NATURAL.split(path)]
+
+
+def resolve_inputs(
+    patterns: Sequence[str], environ: Mapping[str, str], exclude: Path | None
+) -> list[tuple[Path, str]]:
+    """The JUnit files (path, label as the user wrote it): globs expanded in natural order
+    (shard-2 before shard-10), duplicates and the merge output itself left out."""
+    if not patterns:
+        run_dir = RunDir.from_environment(environ)
+        if run_dir is None:
+            raise InputError(
+                "JUNIT",
+                "no JUnit file given and AZPYTEST_RUN_DIR is not set: pass the file, "
+                "e.g. `azpytest report junit.xml`",
+            )
+        patterns = [str(run_dir.junit)]
+    found: list[tuple[Path, str]] = []
+    seen: set[Path] = set()
+    for pattern in patterns:
+        if glob.has_magic(pattern) and not Path(pattern).exists():
+            matches = sorted(glob.glob(pattern, recursive=True), key=_natural)
+            matches = [m for m in matches if exclude is None or Path(m).resolve() != exclude]
+            if not matches:
+                raise InputError(
+                    pattern, "the pattern matches no file: did the test run write its JUnit file?"
+                )
+            names = [(Path(m), m) for m in matches]
+        else:
+            names = [(Path(pattern), pattern)]
+        for path, label in names:
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append((path, label))
+    return found
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """The command on arguments `add_arguments` parsed; its exit code."""
+    workflow = Workflow(environ)
+    try:
+        return _report(args, environ, workflow)
+    except InputError as exc:
+        return errors.bad_input("report", exc, workflow)
+
+
+def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Workflow) -> int:
+    # Flags from the inputs table (cli.py), else their variables (what action.yml sets).
+    junit_path = args.junit_path or from_environment("junit-path", environ)
+    patterns = args.junit or ([junit_path] if junit_path else [])
+    if not patterns and args.run_dir:
+        patterns = [str(RunDir(Path(args.run_dir)).junit)]
+    fail_on_failure = bool(args.fail_on_test_failure) or flag_of("fail-on-test-failure", environ)
+    root = Path(args.root or environ.get("GITHUB_WORKSPACE") or Path.cwd())
+    if not root.is_dir():
+        raise InputError("--root", f"{root} is not a folder: pass the repository's root")
+    merge = Path(args.merge) if args.merge else None
+    if merge is not None and not merge.parent.is_dir():
+        raise InputError("--merge", f"{merge.parent} does not exist: create the folder first")
+    inputs = resolve_inputs(patterns, environ, merge.resolve() if merge else None)
+    scrubber = Scrubber.from_environment(environ)
+    scrub: Callable[[str], str] = scrubber.text if scrubber else _same
+    keep = max(TABLE_ROWS, args.max_annotations)
+    reader = Reader(root.resolve(), keep, scrub)
+    for path, label in inputs:
+        reader.read(path, label)
+    report = reader.report()
+
+    if merge is not None:
+        try:
+            write_merged(
+                report.shards,
+                [label for _, label in inputs],
+                merge,
+                scrubber.text if scrubber else None,
+            )
+        except OSError as exc:
+            raise InputError("--merge", f"cannot write {merge} ({exc.strerror})") from None
+        junit_paths = [merge.resolve()]
+    else:
+        junit_paths = [path.resolve() for path, _ in inputs]
+
+    summary_path = workflow.step_summary_path
+    written = summary_path.stat().st_size if summary_path and summary_path.is_file() else 0
+    limit = SUMMARY_LIMIT - SUMMARY_MARGIN - written
+    workflow.summary(scrub(render_summary(report, limit)))
+    if workflow.in_actions:
+        annotate(report, workflow, args.max_annotations)
+        print(f"azpytest report: {verdict(report.counts)}", flush=True)
+    else:
+        print(scrub(render_text(report, junit_paths)), flush=True)
+    _outputs(report, workflow, junit_paths, inputs[0][0])
+    failing = report.counts.failed + report.counts.errors
+    return 1 if fail_on_failure and failing else 0
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _outputs(report: Report, workflow: Workflow, junit_paths: Sequence[Path], first: Path) -> None:
+    counts = report.counts
+    for name, value in (
+        ("total", counts.total),
+        ("passed", counts.passed),
+        ("failed", counts.failed),
+        ("errors", counts.errors),
+        ("skipped", counts.skipped),
+    ):
+        workflow.set_output(name, str(value))
+    workflow.set_output("junit-path", "\n".join(str(path) for path in junit_paths))
+    artifacts = first.resolve().parent / ARTIFACTS
+    workflow.set_output("artifacts-path", str(artifacts) if artifacts.is_dir() else "")
+    ids: list[str] = []
+    size = 0
+    unique = list(dict.fromkeys(report.failed_ids))  # shards may rerun a test
+    for node_id in unique:
+        size += len(node_id.encode("utf-8")) + 1
+        if size > FAILED_TESTS_LIMIT:
+            workflow.warning(
+                f"failed-tests names the first {len(ids)} of {len(unique)} failed "
+                "tests: GitHub caps a step output's size",
+                title="azpytest report",
+            )
+            break
+        ids.append(node_id)
+    workflow.set_output("failed-tests", " ".join(ids))
