@@ -18,8 +18,10 @@ bootstrap:
 	  echo "installing Debian's postgresql (tests start throwaway servers from its binaries)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
+# Branch coverage of the product is printed at the end; under the floor in pyproject.toml
+# ([tool.coverage.report] fail_under) the run fails.
 test: bootstrap lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 unit: bootstrap
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -34,6 +36,7 @@ lint: bootstrap
 	$(BIN)/ruff check scripts tests bench examples
 	$(BIN)/ruff format --check scripts tests bench examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/actionlint .github/workflows/*.yml workflows/*.yml
 	$(BIN)/zizmor --offline --quiet --config .github/zizmor.yml action.yml .github/workflows/*.yml workflows/*.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml
@@ -46,4 +49,4 @@ bench: bootstrap
 	$(BIN)/python bench/sandbox.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.*

@@ -55,7 +55,7 @@ def run_prepare(sandbox: Sandbox, folder: Path) -> float:
 
 def startup() -> float:
     """What Python needs before the first request: interpreter and imports."""
-    code = "import azpytest.cli, azpytest.prepare, azure.identity, azure.keyvault.secrets"
+    code = "import azpytest.cli, azpytest.steps.prepare, azure.identity, azure.keyvault.secrets"
     times = []
     for _ in range(RUNS):
         began = time.perf_counter()

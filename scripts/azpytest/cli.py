@@ -196,7 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _step(args: argparse.Namespace) -> int:
-    from azpytest import cleanup, prepare, runner, settings
+    from azpytest import settings
+    from azpytest.steps import cleanup, prepare
+    from azpytest.steps import run as runner
 
     workflow = Workflow(os.environ)
     try:
@@ -260,7 +262,7 @@ def _serve(env: dict[str, str]) -> int:
 
 
 def _run(command: list[str], env: dict[str, str]) -> int:
-    from azpytest.runner import run_forwarding
+    from azpytest.steps.run import run_forwarding
 
     try:
         return run_forwarding(command, env)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from actrun import API_KEY, CLIENT, PG_PASSWORD, ActRun, assert_no_secret, junit_cases
 
-from azpytest.cleanup import credential_files
 from azpytest.rundir import RunDir
+from azpytest.steps.cleanup import credential_files
 
 Act = Callable[..., ActRun]
 World = Callable[..., dict[str, Any]]

@@ -40,9 +40,9 @@ from actrun import (
     pinned,
 )
 
-from azpytest.cleanup import credential_files
 from azpytest.rundir import RunDir
 from azpytest.sandbox import Sandbox
+from azpytest.steps.cleanup import credential_files
 
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parents[1]

@@ -8,8 +8,8 @@ from typing import Any
 
 from actrun import CLIENT, MAIN, REPOSITORY, ActRun, assert_no_secret
 
-from azpytest.cleanup import credential_files
 from azpytest.rundir import RunDir
+from azpytest.steps.cleanup import credential_files
 
 Act = Callable[..., ActRun]
 World = Callable[..., dict[str, Any]]
