@@ -341,10 +341,16 @@ def check(spec: Input, value: str | None) -> str | None:
 
 
 def from_environment(name: str, environ: Mapping[str, str]) -> str | None:
-    """One input read from its variables (for the plugin and the report), checked."""
+    """One input read from its variables (for the plugin and the report), checked. A bad
+    value is named as the user wrote it: the action's input, else the variable."""
     spec = BY_NAME[name]
-    raw = next((environ[v] for v in spec.variables if environ.get(v, "").strip()), None)
-    return check(spec, raw)
+    variable = next((v for v in spec.variables if environ.get(v, "").strip()), None)
+    try:
+        return check(spec, environ[variable] if variable else None)
+    except InputError as exc:
+        if spec.action or variable is None:
+            raise
+        raise InputError(variable, exc.problem) from None
 
 
 def flag_of(name: str, environ: Mapping[str, str]) -> bool:
