@@ -152,7 +152,7 @@ def azure_sql_connection(
             f"DATABASE={spec.database};Encrypt=yes;TrustServerCertificate=no"
         )
         if spec.auth == "entra":
-            token = request.getfixturevalue("azure_token")(PUBLIC.sql_scope)
+            token = request.getfixturevalue("azure_token")(_token_scope(spec))
             conn = pyodbc.connect(
                 conn_str, attrs_before={SQL_COPT_SS_ACCESS_TOKEN: azure_sql_token_struct(token)}
             )
