@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from azpytest.rundir import RunDir
 from azpytest.sandbox import Sandbox
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -164,6 +165,29 @@ def test_keyvault_fixture_reads_prepared_secrets(
             "*azpytest: secret 'pg-pass' was not prepared; add it to the secrets input (prepared: pg-host)"
         ]
     )
+
+
+def test_debug_log_masks_prepared_values(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.write_prepared({"secrets": [], "masked_env": ["PG_PASSWORD"]})
+    clean_env.setenv("AZPYTEST_RUN_DIR", str(run_dir.path))
+    clean_env.setenv("PG_PASSWORD", "s3cr3t-Pa55word")
+    pytester.makepyfile(
+        """
+        import logging
+        import os
+
+        def test_connects():
+            password = os.environ["PG_PASSWORD"]
+            logging.getLogger("azpytest.db").debug("connecting with password=%s", password)
+        """
+    )
+    result = pytester.runpytest_subprocess("--integration-debug", "-s")
+    result.assert_outcomes(passed=1)
+    result.stderr.fnmatch_lines(["* azpytest.db DEBUG connecting with password=***"])
+    assert "s3cr3t-Pa55word" not in result.stdout.str() + result.stderr.str()
 
 
 def test_plugin_adds_little_to_pytest_startup() -> None:

@@ -171,3 +171,81 @@ def test_azure_sql_without_pyodbc_skips_saying_what_to_install(
             "*azpytest: azure_sql_connection needs pyodbc and the Microsoft ODBC Driver 18 for SQL Server: pip install pyodbc; apt-get install msodbcsql18"
         ]
     )
+
+
+def test_azure_sql_connection_asks_for_the_connections_own_scope(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """pyodbc is a stand-in recording what the fixture hands it (no ODBC driver here); the
+    token comes from a conftest's azure_token, which overrides the plugin's by name."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        textwrap.dedent("""
+        connections:
+          gov:
+            kind: azure-sql
+            host: sql.example.usgovcloudapi.net
+            database: app
+            auth: entra
+            scope: https://database.usgovcloudapi.net/.default
+          public:
+            kind: azure-sql
+            host: sql.example.net
+            database: app
+            auth: entra
+    """)
+    )
+    clean_env.setenv("AZPYTEST_CONNECTIONS", str(path))
+    pytester.makeconftest(
+        """
+        import sys
+        import types
+
+        import pytest
+
+        class Connection:
+            def close(self):
+                print("pyodbc connection closed")
+
+        def connect(conn_str, attrs_before=None):
+            token = attrs_before[1256][4:].decode("utf-16-le")
+            print(f"pyodbc.connect({conn_str}) with token {token} in attribute 1256")
+            return Connection()
+
+        sys.modules["pyodbc"] = types.SimpleNamespace(
+            drivers=lambda: ["ODBC Driver 18 for SQL Server"], connect=connect
+        )
+
+        @pytest.fixture(scope="session")
+        def azure_token():
+            def token(scope):
+                print(f"azure_token({scope})")
+                return "token-for-" + scope
+            return token
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_sql(azure_sql_connection):
+            azure_sql_connection("gov")
+            azure_sql_connection("public")
+        """
+    )
+    result = pytester.runpytest_subprocess("-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*azure_token(https://database.usgovcloudapi.net/.default)",
+            "pyodbc.connect(DRIVER={ODBC Driver 18 for SQL Server};"
+            "SERVER=tcp:sql.example.usgovcloudapi.net,1433;DATABASE=app;Encrypt=yes;"
+            "TrustServerCertificate=no) with token "
+            "token-for-https://database.usgovcloudapi.net/.default in attribute 1256",
+            "azure_token(https://database.windows.net/.default)",
+            "pyodbc.connect(DRIVER={ODBC Driver 18 for SQL Server};"
+            "SERVER=tcp:sql.example.net,1433;DATABASE=app;Encrypt=yes;"
+            "TrustServerCertificate=no) with token "
+            "token-for-https://database.windows.net/.default in attribute 1256",
+            "*pyodbc connection closed",
+            "pyodbc connection closed",
+        ]
+    )

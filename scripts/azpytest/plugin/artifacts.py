@@ -1,0 +1,152 @@
+"""Failure artifacts: every report scrubbed of masked values, and what a failed test leaves
+beside the JUnit file (its traceback, its captured output, what it asked to keep)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from azpytest.rundir import ARTIFACTS
+
+if TYPE_CHECKING:
+    from _pytest._code.code import ReprFileLocation
+    from _pytest._io import TerminalWriter
+
+    from azpytest.artifacts import ArtifactWriter
+    from azpytest.masking import Scrubber
+
+_ARTIFACTS = pytest.StashKey["ArtifactState"]()
+_COLLECTED = pytest.StashKey[list[tuple[str, "str | bytes | Path"]]]()
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+def failed(item: pytest.Item) -> bool:
+    """Whether the test has failed so far (setup or call): fixtures ask in their teardown."""
+    return any(r.failed for r in item.stash.get(_REPORTS, {}).values())
+
+
+@dataclass
+class ArtifactState:
+    writer: ArtifactWriter | None  # None when no JUnit path says where
+    scrubber: Scrubber
+
+
+def artifact_state(config: pytest.Config) -> ArtifactState:
+    """The run's scrubber and artifact writer, made on first use."""
+    state = config.stash.get(_ARTIFACTS, None)
+    if state is None:
+        from azpytest.artifacts import ArtifactWriter
+        from azpytest.masking import Scrubber
+
+        scrubber = Scrubber.from_environment(os.environ)
+        xmlpath = getattr(config.option, "xmlpath", None)
+        root = os.environ.get("AZPYTEST_ARTIFACTS_DIR") or (
+            str(Path(xmlpath).parent / ARTIFACTS) if xmlpath else None
+        )
+        writer = ArtifactWriter(Path(root), scrubber) if root else None
+        state = ArtifactState(writer=writer, scrubber=scrubber)
+        config.stash[_ARTIFACTS] = state
+    return state
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    state = artifact_state(item.config)
+    if state.scrubber:
+        _scrub_report(report, state.scrubber)
+    if report.failed and state.writer is not None:
+        _write_failure(item, report, state.writer)
+    return report
+
+
+def _scrub_report(report: pytest.TestReport, scrubber: Scrubber) -> None:
+    """Masked values never reach the terminal, the JUnit file or an artifact."""
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        clean = scrubber.text(text)
+        if clean != text:
+            # pytest takes any longrepr with toterminal() (and reads reprcrash if present).
+            report.longrepr = _ScrubbedRepr(  # type: ignore[assignment]
+                clean, getattr(report.longrepr, "reprcrash", None), scrubber
+            )
+    report.sections = [(title, scrubber.text(content)) for title, content in report.sections]
+
+
+class _ScrubbedRepr:
+    """A failure's text with masked values replaced, keeping the crash location and message
+    that the JUnit writer and the terminal summary read."""
+
+    def __init__(self, text: str, crash: ReprFileLocation | None, scrubber: Scrubber) -> None:
+        self._text = text
+        self.reprcrash = None
+        if crash is not None and dataclasses.is_dataclass(crash):
+            self.reprcrash = dataclasses.replace(
+                crash, path=scrubber.text(str(crash.path)), message=scrubber.text(crash.message)
+            )
+
+    def __str__(self) -> str:
+        return self._text
+
+    def toterminal(self, out: TerminalWriter) -> None:
+        for line in self._text.splitlines():
+            out.line(line)
+
+
+def _write_failure(item: pytest.Item, report: pytest.TestReport, writer: ArtifactWriter) -> None:
+    nodeid = report.nodeid
+    phase = report.when
+    writer.write(nodeid, f"{phase}-traceback.txt", report.longreprtext or "")
+    for title, section in report.sections:
+        name = title.lower().replace(" ", "-").replace("captured-", "")
+        writer.write(nodeid, f"{name.lower()}.txt", section)
+    for name, content in item.stash.get(_COLLECTED, []):
+        try:
+            if isinstance(content, Path):
+                if content.is_dir():
+                    for path in sorted(p for p in content.rglob("*") if p.is_file()):
+                        writer.copy(nodeid, f"{name}-{path.name}", path)
+                elif content.is_file():
+                    writer.copy(nodeid, name, content)
+            else:
+                writer.write(nodeid, name, content)
+        except OSError as exc:
+            writer.write(nodeid, f"{name}.error.txt", f"could not collect {name}: {exc}")
+
+
+class ArtifactCollector:
+    """Files and text to keep if the test fails (written scrubbed, only on failure)."""
+
+    def __init__(self, item: pytest.Item) -> None:
+        self._item = item
+
+    def collect(
+        self,
+        name: str,
+        content: str | bytes | Path | None = None,
+        *,
+        path: str | Path | None = None,
+    ) -> None:
+        if path is not None and content is None:
+            value: str | bytes | Path = Path(path)
+        elif content is not None and path is None:
+            value = content
+        else:
+            raise TypeError("collect(name, content) or collect(name, path=...)")
+        self._item.stash.setdefault(_COLLECTED, []).append((name, value))
+
+
+@pytest.fixture
+def artifact_collector(request: pytest.FixtureRequest) -> ArtifactCollector:
+    """`artifact_collector.collect(name, content | path=...)`: kept beside the JUnit file
+    (artifacts/<node id>/) if the test fails, with every masked value replaced by ***."""
+    return ArtifactCollector(request.node)

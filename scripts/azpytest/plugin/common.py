@@ -1,0 +1,65 @@
+"""What every fixture family shares: the skip-or-fail rule, failing with a diagnosis, the
+record `azpytest prepare` left, and the masked debug log of `--integration-debug`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pytest
+
+if TYPE_CHECKING:
+    from azpytest.errors import Diagnosis
+    from azpytest.masking import Scrubber
+
+# The loggers `--integration-debug` turns up: azure-core's HTTP log, the credentials, ours.
+DEBUG_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity", "azpytest")
+
+
+def unavailable(what: str, fix: str) -> NoReturn:
+    """Skip locally, fail in CI, with the same one-line reason."""
+    message = f"azpytest: {what}; {fix}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (failing rather than skipping because CI=true)", pytrace=False)
+    pytest.skip(message)
+
+
+def fail_diagnosis(exc: Diagnosis) -> NoReturn:
+    """Fail the test with the diagnosis's whole text (what, cause, fix), no traceback."""
+    pytest.fail(exc.text(), pytrace=False)
+
+
+def prepared() -> dict[str, Any]:
+    """What `azpytest prepare` recorded for this run (names only), or {}."""
+    from azpytest.rundir import RunDir
+
+    run_dir = RunDir.from_environment(os.environ)
+    return run_dir.read_prepared() if run_dir is not None else {}
+
+
+def debug_logging() -> None:
+    """Send the debug loggers to stderr, every masked value replaced by ***."""
+    from azpytest.masking import Scrubber
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_MaskFilter(Scrubber.from_environment(os.environ)))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for name in DEBUG_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(handler)
+
+
+class _MaskFilter(logging.Filter):
+    """Replace every value azpytest masked (the prepared secrets) in a log record."""
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        super().__init__()
+        self._scrubber = scrubber
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._scrubber:
+            record.msg, record.args = self._scrubber.text(record.getMessage()), ()
+        return True

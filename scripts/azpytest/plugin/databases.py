@@ -1,0 +1,248 @@
+"""The prepared database connections: PostgreSQL (psycopg 3) and Azure SQL (pyodbc), with the
+job's Entra token as the password where the connection says `auth: entra`; the run's own
+PostgreSQL schema and a rolled-back transaction in it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from azpytest.clouds import PUBLIC
+from azpytest.plugin.common import fail_diagnosis, unavailable
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from azpytest.db import RunRole
+    from azpytest.identity import Identity
+    from azpytest.profiles import Connection
+
+    PgConnection = psycopg.Connection[Any]
+
+# A pyodbc connection: pyodbc is optional and ships no types.
+SqlConnection = Any
+
+
+@pytest.fixture(scope="session")
+def azpytest_connections() -> dict[str, Connection]:
+    from azpytest import profiles
+
+    path = os.environ.get("AZPYTEST_CONNECTIONS")
+    if not path:
+        unavailable(
+            "no connections were prepared (AZPYTEST_CONNECTIONS is not set)",
+            "set the profiles input of `azpytest prepare`",
+        )
+    try:
+        return profiles.load_connections(Path(path))
+    except (OSError, ValueError) as exc:
+        pytest.fail(f"azpytest: cannot read {path}: {exc}", pytrace=False)
+
+
+def _pick(connections: dict[str, Connection], name: str | None, kind: str) -> Connection:
+    candidates = {n: c for n, c in connections.items() if c.kind == kind}
+    if name is None:
+        if len(candidates) != 1:
+            pytest.fail(
+                f"azpytest: name the {kind} connection to use: one of "
+                f"{', '.join(sorted(candidates)) or 'none'}",
+                pytrace=False,
+            )
+        return next(iter(candidates.values()))
+    if name not in candidates:
+        pytest.fail(
+            f"azpytest: no {kind} connection named {name!r} (prepared: "
+            f"{', '.join(sorted(candidates)) or 'none'})",
+            pytrace=False,
+        )
+    return candidates[name]
+
+
+def _token_scope(spec: Connection) -> str:
+    """The scope of an entra connection's token: its own (profiles fills in the public
+    cloud's default when the user gives none)."""
+    return spec.scope or PUBLIC.token_scope(spec.kind)
+
+
+def _pg_password(spec: Connection, credential: Callable[[], Identity]) -> str:
+    if spec.auth == "entra":
+        from azpytest.errors import Diagnosis
+
+        try:
+            # A fresh token for every new connection: a long session never uses an old one.
+            return credential().get_token(_token_scope(spec)).token
+        except Diagnosis as exc:
+            fail_diagnosis(exc)
+    return spec.password()
+
+
+@pytest.fixture
+def pg_connection(
+    request: pytest.FixtureRequest, azpytest_connections: dict[str, Connection]
+) -> Iterator[Callable[..., PgConnection]]:
+    """`pg_connection(name=None, **kwargs)`: a new psycopg 3 connection to a prepared
+    PostgreSQL connection, closed after the test."""
+    import psycopg
+
+    opened: list[PgConnection] = []
+
+    def credential() -> Identity:
+        return request.getfixturevalue("azure_credential")  # type: ignore[no-any-return]
+
+    def connect(name: str | None = None, **kwargs: Any) -> PgConnection:
+        spec = _pick(azpytest_connections, name, "postgres")
+        params: dict[str, Any] = {
+            "host": spec.host,
+            "port": spec.port,
+            "dbname": spec.database,
+            "user": spec.user,
+            "password": _pg_password(spec, credential),
+            "connect_timeout": 15,
+            **({"sslmode": spec.sslmode} if spec.sslmode else {}),
+        }
+        params.update(kwargs)
+        conn = psycopg.connect(**params)
+        opened.append(conn)
+        return conn
+
+    yield connect
+    for conn in opened:
+        conn.close()
+
+
+@pytest.fixture
+def db_connection(pg_connection: Callable[..., PgConnection]) -> PgConnection:
+    """A psycopg connection to the one prepared PostgreSQL connection."""
+    return pg_connection()
+
+
+@pytest.fixture
+def azure_sql_connection(
+    request: pytest.FixtureRequest, azpytest_connections: dict[str, Connection]
+) -> Iterator[Callable[..., SqlConnection]]:
+    """`azure_sql_connection(name=None)`: pyodbc with the Entra access token attribute."""
+    try:
+        import pyodbc  # type: ignore[import-not-found]
+    except ImportError:
+        pytest.skip(
+            "azpytest: azure_sql_connection needs pyodbc and the Microsoft ODBC Driver "
+            "18 for SQL Server: pip install pyodbc; apt-get install msodbcsql18"
+        )
+    drivers = [d for d in pyodbc.drivers() if "SQL Server" in d]
+    if not drivers:
+        pytest.skip(
+            "azpytest: no SQL Server ODBC driver installed: apt-get install msodbcsql18 "
+            "(https://learn.microsoft.com/sql/connect/odbc/linux-mac/)"
+        )
+    from azpytest.clouds import SQL_COPT_SS_ACCESS_TOKEN
+    from azpytest.profiles import azure_sql_token_struct
+
+    opened: list[SqlConnection] = []
+
+    def connect(name: str | None = None) -> SqlConnection:
+        spec = _pick(azpytest_connections, name, "azure-sql")
+        conn_str = (
+            f"DRIVER={{{drivers[-1]}}};SERVER=tcp:{spec.host},{spec.port or 1433};"
+            f"DATABASE={spec.database};Encrypt=yes;TrustServerCertificate=no"
+        )
+        if spec.auth == "entra":
+            token = request.getfixturevalue("azure_token")(_token_scope(spec))
+            conn = pyodbc.connect(
+                conn_str, attrs_before={SQL_COPT_SS_ACCESS_TOKEN: azure_sql_token_struct(token)}
+            )
+        else:
+            conn = pyodbc.connect(f"{conn_str};UID={spec.user};PWD={spec.password()}")
+        opened.append(conn)
+        return conn
+
+    yield connect
+    for conn in opened:
+        conn.close()
+
+
+@dataclass
+class RunSchema:
+    """The run's own schema (and login role, where the connection may create roles)."""
+
+    name: str
+    connection: Connection
+    role: RunRole | None = None
+    migrations: list[str] = field(default_factory=list)
+    _connect: Callable[..., PgConnection] | None = None
+
+    def connect(self, **kwargs: Any) -> PgConnection:
+        """A new connection working in the schema (as the run's role when there is one)."""
+        assert self._connect is not None
+        if self.role is not None:
+            kwargs = {"user": self.role.name, "password": self.role.password, **kwargs}
+        return self._connect(options=f"-c search_path={self.name}", **kwargs)
+
+
+@pytest.fixture(scope="session")
+def pg_schema(
+    request: pytest.FixtureRequest, azpytest_connections: dict[str, Connection]
+) -> Iterator[RunSchema]:
+    """A schema unique to this run, migrations applied once, dropped at the end; with a
+    least-privilege login role valid for the job's time where the connection may create
+    roles (AZPYTEST_ROLE_MINUTES, default 360)."""
+    import psycopg
+
+    from azpytest import db
+
+    spec = _pick(azpytest_connections, os.environ.get("AZPYTEST_PG_CONNECTION") or None, "postgres")
+
+    def credential() -> Identity:
+        return request.getfixturevalue("azure_credential")  # type: ignore[no-any-return]
+
+    def connect(**kwargs: Any) -> PgConnection:
+        params: dict[str, Any] = {
+            "host": spec.host,
+            "port": spec.port,
+            "dbname": spec.database,
+            "user": spec.user,
+            "connect_timeout": 15,
+        }
+        if "password" not in kwargs:
+            params["password"] = _pg_password(spec, credential)
+        if spec.sslmode:
+            params["sslmode"] = spec.sslmode
+        params.update(kwargs)
+        return psycopg.connect(**params, autocommit=True)
+
+    name = db.run_name(os.environ.get("GITHUB_RUN_ID"))
+    admin = connect()
+    schema = RunSchema(name=name, connection=spec, _connect=connect)
+    try:
+        db.create_schema(admin, name)
+        folder = request.config.getini("azpytest_migrations") or os.environ.get(
+            "AZPYTEST_MIGRATIONS", ""
+        )
+        if folder:
+            base = Path(str(request.config.rootpath))
+            schema.migrations = db.apply_migrations(admin, name, base / str(folder))
+        if db.can_create_roles(admin):
+            minutes = int(os.environ.get("AZPYTEST_ROLE_MINUTES", "360"))
+            schema.role = db.create_run_role(admin, name, name, dt.timedelta(minutes=minutes))
+        yield schema
+    finally:
+        db.drop_run(admin, name, schema.role.name if schema.role else None)
+        admin.close()
+
+
+@pytest.fixture
+def pg_transaction(pg_schema: RunSchema) -> Iterator[PgConnection]:
+    """A connection in the run's schema inside a transaction rolled back after the test."""
+    from azpytest import db
+
+    conn = pg_schema.connect()
+    try:
+        with db.rolled_back(conn):
+            yield conn
+    finally:
+        conn.close()

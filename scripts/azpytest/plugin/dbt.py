@@ -1,0 +1,83 @@
+"""The dbt fixture: dbt runs against the profile `azpytest prepare` wrote."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from azpytest.plugin.artifacts import ArtifactCollector
+from azpytest.plugin.common import unavailable
+
+if TYPE_CHECKING:
+    from azpytest.dbt import DbtResult
+
+
+class DbtRunner:
+    """`dbt("build")`, `dbt.build("--select", "orders")`: dbt against the prepared profile.
+    A failure fails the test with dbt's own error lines (`check=False` returns it instead);
+    run_results.json and dbt's log are kept as failure artifacts."""
+
+    def __init__(
+        self, project: Path, profiles: Path, output: Path, collector: ArtifactCollector
+    ) -> None:
+        self.project, self.profiles, self.output = project, profiles, output
+        self._collector = collector
+
+    def __call__(self, *args: str, check: bool = True, target: str | None = None) -> DbtResult:
+        from azpytest.dbt import run_dbt
+
+        result = run_dbt(
+            list(args),
+            project_dir=self.project,
+            profiles_dir=self.profiles,
+            target=target,
+            output_dir=self.output,
+        )
+        self._collector.collect(
+            f"dbt-{args[0] if args else 'run'}-run_results.json",
+            path=self.output / "run_results.json",
+        )
+        self._collector.collect("dbt.log", path=result.log_path)
+        if check and not result.ok:
+            detail = "\n".join(result.error_lines) or result.stdout[-2000:]
+            pytest.fail(
+                f"dbt {' '.join(args)} failed (exit {result.returncode}):\n{detail}", pytrace=False
+            )
+        return result
+
+    def build(self, *args: str, check: bool = True, target: str | None = None) -> DbtResult:
+        return self("build", *args, check=check, target=target)
+
+    def run(self, *args: str, check: bool = True, target: str | None = None) -> DbtResult:
+        return self("run", *args, check=check, target=target)
+
+    def test(self, *args: str, check: bool = True, target: str | None = None) -> DbtResult:
+        return self("test", *args, check=check, target=target)
+
+    def seed(self, *args: str, check: bool = True, target: str | None = None) -> DbtResult:
+        return self("seed", *args, check=check, target=target)
+
+
+@pytest.fixture
+def dbt(
+    request: pytest.FixtureRequest, artifact_collector: ArtifactCollector, tmp_path: Path
+) -> DbtRunner:
+    project = request.config.getini("azpytest_dbt_project") or os.environ.get(
+        "AZPYTEST_DBT_PROJECT", ""
+    )
+    if not project:
+        unavailable(
+            "no dbt project configured",
+            "set azpytest_dbt_project in pytest.ini or AZPYTEST_DBT_PROJECT",
+        )
+    profiles = os.environ.get("DBT_PROFILES_DIR")
+    if not profiles:
+        unavailable(
+            "no dbt profile was prepared (DBT_PROFILES_DIR is not set)",
+            "add a dbt section to the profiles input of `azpytest prepare`",
+        )
+    folder = Path(str(request.config.rootpath)) / str(project)
+    return DbtRunner(folder, Path(profiles), tmp_path / "dbt-target", artifact_collector)

@@ -1,0 +1,139 @@
+"""The prepared AKS cluster: its kubeconfig, a client, a namespace per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from azpytest.plugin.artifacts import artifact_state, failed
+from azpytest.plugin.common import prepared, unavailable
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient, CoreV1Api, V1ObjectMeta
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> Path:
+    path = os.environ.get("KUBECONFIG") or prepared().get("kubeconfig")
+    if not path or not Path(path).is_file():
+        unavailable(
+            "no AKS kubeconfig was prepared",
+            "set aks-resource-group and aks-cluster for `azpytest prepare`",
+        )
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def kube_client(kubeconfig: Path) -> Iterator[ApiClient]:
+    """A ready `kubernetes.client.ApiClient` for the prepared cluster."""
+    from kubernetes import config
+
+    client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    yield client
+    client.close()
+
+
+def _exec_failure(kubeconfig: Path) -> str | None:
+    """Run the kubeconfig's exec credential plugin once; its stderr if it fails."""
+    import subprocess
+
+    import yaml
+
+    try:
+        config = yaml.safe_load(kubeconfig.read_text(encoding="utf-8"))
+        context = next(
+            c["context"] for c in config["contexts"] if c["name"] == config["current-context"]
+        )
+        user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
+        plugin = user["exec"]
+    except (OSError, KeyError, StopIteration, TypeError, yaml.YAMLError):
+        return None
+    env = {**os.environ, **{e["name"]: e["value"] for e in plugin.get("env") or []}}
+    try:
+        done = subprocess.run(
+            [plugin["command"], *plugin.get("args", [])],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"the credential plugin {plugin.get('command')!r} could not run: {exc}"
+    return done.stderr.strip() if done.returncode != 0 else None
+
+
+@pytest.fixture
+def kube_namespace(request: pytest.FixtureRequest, kube_client: ApiClient) -> Iterator[str]:
+    """A namespace for this test, deleted after it. If the test fails, its pods' logs and
+    the manifests of its pods and configmaps are kept as failure artifacts."""
+    import secrets
+
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_client)
+    name = f"azpytest-{secrets.token_hex(4)}"
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(
+                name=name, labels={"app.kubernetes.io/managed-by": "azpytest"}
+            )
+        )
+    )
+    try:
+        yield name
+    finally:
+        if failed(request.node):
+            _collect_namespace(request.node, core, name)
+        core.delete_namespace(name)
+
+
+def _collect_namespace(item: pytest.Item, core: CoreV1Api, namespace: str) -> None:
+    import yaml
+
+    writer = artifact_state(item.config).writer
+    if writer is None:
+        return
+    api = core.api_client
+    for pod in core.list_namespaced_pod(namespace).items:
+        name = _name(pod.metadata)
+        manifest = yaml.safe_dump(api.sanitize_for_serialization(pod), sort_keys=False)
+        writer.write(item.nodeid, f"pod-{name}.yaml", manifest)
+        try:
+            log = core.read_namespaced_pod_log(name, namespace)
+        except Exception as exc:  # a pod that never started has no log: say so, go on
+            log = f"(no log: {exc})"
+        writer.write(item.nodeid, f"pod-{name}.log", log)
+    for cm in core.list_namespaced_config_map(namespace).items:
+        manifest = yaml.safe_dump(api.sanitize_for_serialization(cm), sort_keys=False)
+        writer.write(item.nodeid, f"configmap-{_name(cm.metadata)}.yaml", manifest)
+
+
+def _name(metadata: V1ObjectMeta | None) -> str:
+    """A listed object's name (the API always sets it; the client's types say it may not)."""
+    return str(metadata.name) if metadata is not None else ""
+
+
+@pytest.fixture(scope="session")
+def real_aks_cluster(kubeconfig: Path, kube_client: ApiClient) -> ApiClient:
+    """The cluster, checked reachable with the job's identity (lists namespaces once)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        client.CoreV1Api(kube_client).list_namespace(limit=1, _request_timeout=30)
+    except ApiException as exc:
+        # The client only logs a failing exec plugin and sends no token: a bare 401.
+        reason = _exec_failure(kubeconfig) if exc.status == 401 else None
+        pytest.fail(
+            f"azpytest: the AKS cluster refused the job's identity: HTTP {exc.status} "
+            f"{exc.reason}" + (f"\n{reason}" if reason else ""),
+            pytrace=False,
+        )
+    except Exception as exc:  # the exec plugin's reason, a network failure: say which
+        pytest.fail(f"azpytest: the AKS cluster is not reachable: {exc}", pytrace=False)
+    return kube_client
