@@ -21,8 +21,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import yaml
-
 from azpytest.clouds import CLOUDS, DEFAULT_AUDIENCE
 
 IDENTITY = "identity and Key Vault"
@@ -384,6 +382,8 @@ def env_name_for(secret: str) -> str:
 def parse_secrets(text: str) -> tuple[SecretSpec, ...]:
     """The `secrets` input: a YAML mapping `ENV_NAME: secret-name`, or a list of secret names
     and prefix globs (`pg-*`, `*`) whose variables are derived (`pg-host` -> `PG_HOST`)."""
+    import yaml  # here: the pytest plugin imports this module at every start-up
+
     if not text.strip():
         return ()
     try:

@@ -2,10 +2,13 @@
 
 Which inputs exist, their variables, types and defaults: the table in inputs.py. Here: the
 reading (`_Source`), the grammars of single inputs (vault, ids, AKS names, run folder), the
-checks across inputs, and the `Settings` the steps are given. Precedence: CLI flag > environment (`AZPYTEST_*`, which action.yml sets from its inputs, and
+checks across inputs, and the `Settings` the steps are given.
+
+Precedence: CLI flag > environment (`AZPYTEST_*`, which action.yml sets from its inputs, and
 the standard `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_SUBSCRIPTION_ID`) > a `.env` file
-(filling only what is unset) > defaults. Bad input raises `InputError`, which the entry point
-turns into exit code 2 and one line naming the input and the fix.
+(filling only what is unset) > the old azure/aks-set-context names > defaults. Bad input
+raises `InputError`, which the entry point turns into exit code 2 and one line naming the
+input and the fix.
 """
 
 from __future__ import annotations

@@ -249,3 +249,33 @@ def test_azure_sql_connection_asks_for_the_connections_own_scope(
             "pyodbc connection closed",
         ]
     )
+
+
+def test_a_bad_plugin_variable_fails_with_one_line_naming_it(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, postgres: Any, tmp_path: Path
+) -> None:
+    clean_env.setenv(
+        "AZPYTEST_CONNECTIONS",
+        str(connections(tmp_path / "c.yaml", postgres, user="postgres", auth="password")),
+    )
+    clean_env.setenv("AZPYTEST_MAIN_PASSWORD", postgres.password)
+    clean_env.setenv("AZPYTEST_ROLE_MINUTES", "six hours")
+    pytester.makepyfile("def test_schema(pg_schema):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["azpytest: AZPYTEST_ROLE_MINUTES: 'six hours' is not a whole number"]
+    )
+    assert "ValueError" not in result.stdout.str()
+
+
+def test_a_typo_of_the_debug_input_stops_pytest_with_one_line(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("AZPYTEST_DEBUG", "ture")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in result.stderr.lines if line] == [
+        "ERROR: azpytest: debug: 'ture' is not true or false"
+    ]

@@ -15,6 +15,8 @@ overrides any fixture by its name as usual.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from azpytest.plugin.artifacts import ArtifactCollector
@@ -51,5 +53,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "integration: the test uses real Azure or database resources (azpytest fixtures)",
     )
-    if config.getoption("integration_debug", default=False):
+    from azpytest.inputs import InputError, flag_of
+
+    try:
+        debug = flag_of("debug", os.environ)  # the action's debug input, or RUNNER_DEBUG
+    except InputError as exc:
+        raise pytest.UsageError(f"azpytest: {exc}") from None
+    if debug or config.getoption("integration_debug", default=False):
         debug_logging()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from azpytest.plugin.common import setting
 from azpytest.rundir import ARTIFACTS
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def artifact_state(config: pytest.Config) -> ArtifactState:
 
         scrubber = Scrubber.from_environment(os.environ)
         xmlpath = getattr(config.option, "xmlpath", None)
-        root = os.environ.get("AZPYTEST_ARTIFACTS_DIR") or (
+        root = setting("artifacts-dir") or (
             str(Path(xmlpath).parent / ARTIFACTS) if xmlpath else None
         )
         writer = ArtifactWriter(Path(root), scrubber) if root else None

@@ -31,6 +31,18 @@ def fail_diagnosis(exc: Diagnosis) -> NoReturn:
     pytest.fail(exc.text(), pytrace=False)
 
 
+def setting(name: str) -> str | None:
+    """An input the plugin reads from the environment (the table in inputs.py), checked: a
+    bad value fails the test that needs it with one line naming the variable."""
+    from azpytest.inputs import InputError, from_environment
+
+    try:
+        return from_environment(name, os.environ)
+    except InputError as exc:
+        problem = str(exc)
+    pytest.fail(f"azpytest: {problem}", pytrace=False)
+
+
 def prepared() -> dict[str, Any]:
     """What `azpytest prepare` recorded for this run (names only), or {}."""
     from azpytest.rundir import RunDir

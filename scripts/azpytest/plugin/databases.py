@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from azpytest.clouds import PUBLIC
-from azpytest.plugin.common import fail_diagnosis, unavailable
+from azpytest.plugin.common import fail_diagnosis, setting, unavailable
 
 if TYPE_CHECKING:
     import psycopg
@@ -33,7 +33,7 @@ SqlConnection = Any
 def azpytest_connections() -> dict[str, Connection]:
     from azpytest import profiles
 
-    path = os.environ.get("AZPYTEST_CONNECTIONS")
+    path = setting("connections")
     if not path:
         unavailable(
             "no connections were prepared (AZPYTEST_CONNECTIONS is not set)",
@@ -195,7 +195,8 @@ def pg_schema(
 
     from azpytest import db
 
-    spec = _pick(azpytest_connections, os.environ.get("AZPYTEST_PG_CONNECTION") or None, "postgres")
+    spec = _pick(azpytest_connections, setting("pg-connection"), "postgres")
+    minutes = int(setting("role-minutes") or 360)  # checked before anything is created
 
     def credential() -> Identity:
         return request.getfixturevalue("azure_credential")  # type: ignore[no-any-return]
@@ -220,14 +221,11 @@ def pg_schema(
     schema = RunSchema(name=name, connection=spec, _connect=connect)
     try:
         db.create_schema(admin, name)
-        folder = request.config.getini("azpytest_migrations") or os.environ.get(
-            "AZPYTEST_MIGRATIONS", ""
-        )
+        folder = request.config.getini("azpytest_migrations") or setting("migrations")
         if folder:
             base = Path(str(request.config.rootpath))
             schema.migrations = db.apply_migrations(admin, name, base / str(folder))
         if db.can_create_roles(admin):
-            minutes = int(os.environ.get("AZPYTEST_ROLE_MINUTES", "360"))
             schema.role = db.create_run_role(admin, name, name, dt.timedelta(minutes=minutes))
         yield schema
     finally:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from azpytest.plugin.artifacts import ArtifactCollector
-from azpytest.plugin.common import unavailable
+from azpytest.plugin.common import setting, unavailable
 
 if TYPE_CHECKING:
     from azpytest.dbt import DbtResult
@@ -65,9 +65,7 @@ class DbtRunner:
 def dbt(
     request: pytest.FixtureRequest, artifact_collector: ArtifactCollector, tmp_path: Path
 ) -> DbtRunner:
-    project = request.config.getini("azpytest_dbt_project") or os.environ.get(
-        "AZPYTEST_DBT_PROJECT", ""
-    )
+    project = request.config.getini("azpytest_dbt_project") or setting("dbt-project")
     if not project:
         unavailable(
             "no dbt project configured",
