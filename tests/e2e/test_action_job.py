@@ -87,7 +87,10 @@ def test_green_run(act: Act, shop_world: World) -> None:
 
     # No credential file left behind; what the report and upload need is kept.
     assert credential_files(RunDir(run_dir)) == []
+    assert RunDir(run_dir).recorded() == ["kubeconfig", "connections.yaml", "bin"]
     assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".azpytest-credentials",  # the names cleanup deleted (never a value)
+        ".azpytest-run",  # the marker: azpytest made this folder
         "audit.jsonl",
         "durations-0.json",
         "junit.xml",
