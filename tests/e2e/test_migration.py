@@ -42,7 +42,7 @@ from actrun import (
 
 from azpytest.cleanup import credential_files
 from azpytest.rundir import RunDir
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parents[1]

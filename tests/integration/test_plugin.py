@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
