@@ -6,6 +6,7 @@ with their dependencies from uv's cache (or PyPI), as CI and a user's machine ge
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import os
 import subprocess
@@ -95,3 +96,16 @@ def test_with_the_sandbox_extra_the_sandbox_runs(product_wheel: Path, tmp_path: 
     )
     result = run(bin_dir / "azpytest", "sandbox", "--", "true")
     assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_the_sandbox_imports_nothing_from_the_product() -> None:
+    # Its own distribution: it must install and run without azpytest.
+    imported: set[tuple[str, str]] = set()
+    for module in (ROOT / "scripts" / "azpytest_sandbox").glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {(module.name, alias.name) for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add((module.name, node.module))
+    assert imported
+    assert [(f, name) for f, name in imported if name.split(".")[0] == "azpytest"] == []
