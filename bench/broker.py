@@ -23,7 +23,7 @@ import requests
 
 from azpytest import broker, identity, settings
 from azpytest.github import Workflow
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 LATENCY_MS = 20
 CACHED = 1000

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from azpytest.sandbox import Sandbox, build_scenario
+from azpytest_sandbox import Sandbox, build_scenario
 
 LATENCY_MS = 30
 RUNS = 5

@@ -12,7 +12,7 @@ import time
 
 from azure.identity import ClientAssertionCredential
 
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from azpytest.github import read_file_commands
-from azpytest.sandbox import Sandbox, build_scenario
-from azpytest.sandbox.postgres import TempPostgres
+from azpytest_sandbox import Sandbox, build_scenario
+from azpytest_sandbox.postgres import TempPostgres
 
 HERE = Path(__file__).resolve().parent
 PASSWORD = "Demo-s3cret-Passw0rd"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from azpytest.github import read_file_commands
-from azpytest.sandbox import Sandbox, build_scenario
+from azpytest_sandbox import Sandbox, build_scenario
 
 pytest_plugins = ["pytester"]
 

@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
             "AKS API server behind a CONNECT proxy, then run COMMAND with HTTPS_PROXY, "
             "REQUESTS_CA_BUNDLE, ACTIONS_ID_TOKEN_REQUEST_* and AZURE_* set, and stop everything "
             "when it ends. Without COMMAND, print the environment as export lines and serve "
-            "until interrupted."
+            "until interrupted. Needs the sandbox extra: pip install 'azpytest[sandbox]'."
         ),
     )
     sandbox.add_argument(
@@ -218,8 +218,21 @@ def _step(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    # The sandbox is a test and demo tool: only this subcommand imports it.
-    from azpytest.sandbox import Sandbox, ScenarioError, build_scenario, load_scenario
+    # The sandbox is a test and demo tool in a distribution of its own (azpytest-sandbox, the
+    # `sandbox` extra): only this subcommand imports it, and a plain install has it not.
+    try:
+        from azpytest_sandbox import Sandbox, ScenarioError, build_scenario, load_scenario
+    except ModuleNotFoundError as exc:
+        # Missing: the package or one of its dependencies (trustme, jwt, ...). A missing module
+        # of its own is a broken install, not a missing one: that keeps its traceback.
+        if (exc.name or "").startswith("azpytest_sandbox."):
+            raise
+        print(
+            "azpytest sandbox: error: the sandbox is not installed: "
+            "pip install 'azpytest[sandbox]' (in this repository: uv sync)",
+            file=sys.stderr,
+        )
+        return 2
 
     command = list(args.cmd)
     if command[:1] == ["--"]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 # Distinctive values, so a leak anywhere is found by a plain substring search.
 API_KEY = "e2e-ApiKey-Zebra7f3c9a1d42-neverShown"

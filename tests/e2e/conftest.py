@@ -71,8 +71,8 @@ from actrun import (
 )
 from psycopg import sql
 
-from azpytest.sandbox import Sandbox
-from azpytest.sandbox.postgres import PostgresUnavailable, TempPostgres, find_bindir
+from azpytest_sandbox import Sandbox
+from azpytest_sandbox.postgres import PostgresUnavailable, TempPostgres, find_bindir
 
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parents[1]

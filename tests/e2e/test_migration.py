@@ -41,8 +41,8 @@ from actrun import (
 )
 
 from azpytest.rundir import RunDir
-from azpytest.sandbox import Sandbox
 from azpytest.steps.cleanup import credential_files
+from azpytest_sandbox import Sandbox
 
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parents[1]

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from azpytest.sandbox.postgres import PostgresUnavailable, TempPostgres, find_bindir
+from azpytest_sandbox.postgres import PostgresUnavailable, TempPostgres, find_bindir
 
 
 def _missing(reason: str) -> NoReturn:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 
 def test_tests_shelling_out_to_az_work(

@@ -30,7 +30,7 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from azpytest import broker, settings
 from azpytest.github import Workflow
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 Step = Callable[..., Any]
 CLIENT_ID = "3f1e2d4c-6b5a-4978-8a9b-0c1d2e3f4a5b"  # the sandbox's default app

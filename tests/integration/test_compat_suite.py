@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 SUITE = Path(__file__).resolve().parents[1] / "data" / "compat_suite"
 

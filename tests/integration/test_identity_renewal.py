@@ -12,7 +12,7 @@ from azure.keyvault.secrets import SecretClient
 
 from azpytest import identity, settings
 from azpytest.github import Workflow
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 
 def test_twenty_seconds_of_reads_with_5s_tokens_and_3s_assertions(

@@ -25,8 +25,8 @@ from kubernetes.client.exceptions import ApiException
 
 from azpytest.github import escape_data
 from azpytest.identity import unverified_claims
-from azpytest.sandbox import Sandbox
-from azpytest.sandbox.scenario import AKS_SERVER_APP, default_scenario_data
+from azpytest_sandbox import Sandbox
+from azpytest_sandbox.scenario import AKS_SERVER_APP, default_scenario_data
 
 TENANT = "8d2a1c3e-5f47-4b6a-9c1d-2e3f4a5b6c7d"
 CLIENT = "3f1e2d4c-6b5a-4978-8a9b-0c1d2e3f4a5b"

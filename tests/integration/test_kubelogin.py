@@ -19,7 +19,7 @@ from azure.identity import ClientAssertionCredential
 
 from azpytest.kube import install_kubelogin, kubelogin_main
 from azpytest.rundir import RunDir
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 KUBECTL = shutil.which("kubectl")
 CLUSTER = (

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from azpytest.rundir import RunDir
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 

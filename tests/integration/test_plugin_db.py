@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from azpytest.sandbox import Sandbox
-from azpytest.sandbox.postgres import TempPostgres
+from azpytest_sandbox import Sandbox
+from azpytest_sandbox.postgres import TempPostgres
 
 DBT_PROJECT = Path(__file__).parent.parent / "data" / "dbt_project"
 

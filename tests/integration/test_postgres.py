@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from azpytest.sandbox import postgres as pgmod
-from azpytest.sandbox.postgres import PostgresStartError, TempPostgres
+from azpytest_sandbox import postgres as pgmod
+from azpytest_sandbox.postgres import PostgresStartError, TempPostgres
 
 # libpq >= 16 can insist on SCRAM, so a silent fallback to another method would fail the test.
 SCRAM_ONLY: dict[str, Any] = (

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from azpytest.github import escape_data
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 TENANT = "8d2a1c3e-5f47-4b6a-9c1d-2e3f4a5b6c7d"
 CLIENT = "3f1e2d4c-6b5a-4978-8a9b-0c1d2e3f4a5b"

@@ -20,8 +20,8 @@ from psycopg import sql
 from azpytest import profiles
 from azpytest.dbt import DbtResult, run_dbt
 from azpytest.github import escape_data
-from azpytest.sandbox import Sandbox
-from azpytest.sandbox.postgres import TempPostgres
+from azpytest_sandbox import Sandbox
+from azpytest_sandbox.postgres import TempPostgres
 
 PROJECT = Path(__file__).resolve().parents[1] / "data" / "dbt_project"
 RUN_DIR = ("azpytest", "12345678901-1-test")  # under RUNNER_TEMP, as actions_step runs it

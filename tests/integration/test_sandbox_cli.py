@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 
 def azpytest(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

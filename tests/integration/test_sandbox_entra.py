@@ -13,7 +13,7 @@ import requests
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ClientAssertionCredential, ClientSecretCredential, DefaultAzureCredential
 
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 VAULT_SCOPE = "https://vault.azure.net/.default"
 AUDIENCE = "api://AzureADTokenExchange"
@@ -244,7 +244,7 @@ def test_unknown_client_id_is_aadsts700016(sandbox_env: Sandbox) -> None:
 
 
 def test_assertion_signed_by_another_key_is_refused(sandbox_env: Sandbox) -> None:
-    from azpytest.sandbox.tokens import SigningKey
+    from azpytest_sandbox.tokens import SigningKey
 
     forged = SigningKey.generate().sign(sandbox_env.github.claims(AUDIENCE))
     with pytest.raises(ClientAuthenticationError, match="AADSTS700027"):

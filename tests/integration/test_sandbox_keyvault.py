@@ -17,7 +17,7 @@ from azure.core.exceptions import (
 from azure.identity import ClientAssertionCredential
 from azure.keyvault.secrets import SecretClient
 
-from azpytest.sandbox import Sandbox
+from azpytest_sandbox import Sandbox
 
 TENANT = "8d2a1c3e-5f47-4b6a-9c1d-2e3f4a5b6c7d"
 CI_APP = {

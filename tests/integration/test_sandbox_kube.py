@@ -21,15 +21,15 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from azpytest.sandbox import kubeproto
-from azpytest.sandbox.kubeapi import LOG_ANNOTATION, KubeAPIServer
-from azpytest.sandbox.scenario import (
+from azpytest_sandbox import kubeproto
+from azpytest_sandbox.kubeapi import LOG_ANNOTATION, KubeAPIServer
+from azpytest_sandbox.scenario import (
     AKS_SERVER_APP,
     AZURE_CLI_CLIENT_ID,
     build_scenario,
     default_scenario_data,
 )
-from azpytest.sandbox.server import Sandbox
+from azpytest_sandbox.server import Sandbox
 
 TENANT = "8d2a1c3e-5f47-4b6a-9c1d-2e3f4a5b6c7d"
 SUB = "c0ffee00-1234-4abc-8def-0123456789ab"

@@ -20,10 +20,10 @@ import pytest
 from azure.identity import ClientAssertionCredential
 from psycopg import sql
 
-from azpytest.sandbox import Sandbox
-from azpytest.sandbox.ldap import OSSRDBMS_RESOURCE, hba_line
-from azpytest.sandbox.postgres import TempPostgres
-from azpytest.sandbox.scenario import default_scenario_data
+from azpytest_sandbox import Sandbox
+from azpytest_sandbox.ldap import OSSRDBMS_RESOURCE, hba_line
+from azpytest_sandbox.postgres import TempPostgres
+from azpytest_sandbox.scenario import default_scenario_data
 
 PG_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 ROLE = "azpytest-ci"  # the default scenario's app, and so the role its tokens log in as

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from azpytest.sandbox.scenario import ScenarioError, build_scenario, load_scenario
+from azpytest_sandbox.scenario import ScenarioError, build_scenario, load_scenario
 
 
 def test_default_world() -> None:

@@ -59,10 +59,6 @@ class SigningKey:
         return claims
 
 
-def unverified_header(token: str) -> dict[str, Any]:
-    return dict(jwt.get_unverified_header(token))
-
-
 def unverified_claims(token: str) -> dict[str, Any]:
     claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
     return claims
