@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from azpytest.github import read_file_commands
+from azpytest.rundir import RunDir
 from azpytest_sandbox import Sandbox, build_scenario
 from azpytest_sandbox.postgres import TempPostgres
 
@@ -137,8 +138,10 @@ def main() -> int:
             run_dir = runner / "temp" / "azpytest" / "4242-1-demo"
             print("\n\033[1m== left in the run folder (no credential file)\033[0m")
             for path in sorted(run_dir.rglob("*")):
-                if path.is_file():
+                if path.is_file() and not path.name.startswith(".azpytest-"):
                     print(f"   {path.relative_to(run_dir)}")
+            folder = RunDir(run_dir)
+            print(f"   cleanup deleted what it recorded: {', '.join(folder.recorded())}")
             leaked = [
                 p
                 for p in run_dir.rglob("*")
