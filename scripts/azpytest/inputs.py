@@ -29,8 +29,10 @@ REPORT = "report"
 PLUGIN = "pytest plugin"
 ACTION = "action setup and upload"
 
-TRUE = frozenset({"true", "yes", "1", "on"})
-FALSE = frozenset({"false", "no", "0", "off", ""})
+# Booleans are `true` or `false` (any case) and nothing else: `yes`, `1` or a typo would
+# otherwise be read as one or the other, and a wrong guess can turn a failing job green.
+# The runner's own RUNNER_DEBUG is `1` when a user reruns with debug logging.
+RUNNER_BOOLEANS = {"RUNNER_DEBUG": {"1": "true", "0": "false"}}
 
 SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 _SECRET_GLOB = re.compile(r"^[0-9A-Za-z-]{0,126}\*$")
@@ -322,9 +324,9 @@ def check(spec: Input, value: str | None) -> str | None:
     if value is None:
         return None
     if spec.kind == "bool":
-        if value.lower() not in TRUE | FALSE:
+        if value.lower() not in ("true", "false"):
             raise InputError(spec.name, f"{value!r} is not true or false")
-        return "true" if value.lower() in TRUE else "false"
+        return value.lower()
     if spec.kind == "int":
         try:
             number = int(value)
@@ -338,13 +340,23 @@ def check(spec: Input, value: str | None) -> str | None:
     return value.lower() if spec.kind == "choice" else value
 
 
+def raw_value(spec: Input, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(variable, value) of the first of the input's variables that is set, or None."""
+    for variable in spec.variables:
+        value = environ.get(variable, "").strip()
+        if value:
+            return variable, RUNNER_BOOLEANS.get(variable, {}).get(value, value)
+    return None
+
+
 def from_environment(name: str, environ: Mapping[str, str]) -> str | None:
     """One input read from its variables (for the plugin and the report), checked. A bad
     value is named as the user wrote it: the action's input, else the variable."""
     spec = BY_NAME[name]
-    variable = next((v for v in spec.variables if environ.get(v, "").strip()), None)
+    found = raw_value(spec, environ)
+    variable = found[0] if found else None
     try:
-        return check(spec, environ[variable] if variable else None)
+        return check(spec, found[1] if found else None)
     except InputError as exc:
         if spec.action or variable is None:
             raise

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from azpytest.clouds import CLOUDS, DEFAULT_AUDIENCE, Cloud
-from azpytest.inputs import BY_NAME, ENV_NAME, SecretSpec, check, parse_secrets
+from azpytest.inputs import BY_NAME, ENV_NAME, SecretSpec, check, parse_secrets, raw_value
 from azpytest.inputs import InputError as InputError
 from azpytest.rundir import RunDir
 
@@ -154,7 +154,8 @@ class _Source:
         value = self.flags.get(name)
         raw = str(value) if value is not None and value != "" else None
         if raw is None:
-            raw = next((self.env[v] for v in spec.variables if self.env.get(v, "").strip()), None)
+            found = raw_value(spec, self.env)
+            raw = found[1] if found else None
         old = spec.alias_variable
         if raw is None and old is not None and self.env.get(old, "").strip():
             self.notes.append(

@@ -249,7 +249,7 @@ def test_fail_on_failure_exits_1(shop: pytest.Pytester, actions_step: Step) -> N
     assert result.stderr == ""
 
 
-@pytest.mark.parametrize("value", ["true", "yes", "1", "on", "True"])
+@pytest.mark.parametrize("value", ["true", "True", "TRUE", " true\n"])
 def test_fail_on_test_failure_as_the_action_passes_it(
     shop: pytest.Pytester, actions_step: Step, value: str
 ) -> None:
@@ -265,8 +265,9 @@ def test_fail_on_test_failure_as_the_action_passes_it(
     assert result.returncode == 1
 
 
+@pytest.mark.parametrize("value", ["treu", "yes", "1", "on", "no", "0"])
 def test_a_typo_of_a_boolean_is_bad_input_never_green(
-    shop: pytest.Pytester, actions_step: Step
+    shop: pytest.Pytester, actions_step: Step, value: str
 ) -> None:
     junit = _junit(shop, "junit.xml")
     result = actions_step(
@@ -275,11 +276,11 @@ def test_a_typo_of_a_boolean_is_bad_input_never_green(
         str(junit),
         "--root",
         str(shop.path),
-        env={"AZPYTEST_FAIL_ON_TEST_FAILURE": "treu"},
+        env={"AZPYTEST_FAIL_ON_TEST_FAILURE": value},
     )
     assert result.returncode == 2
     assert result.stderr == (
-        "azpytest report: error: fail-on-test-failure: 'treu' is not true or false\n"
+        f"azpytest report: error: fail-on-test-failure: {value!r} is not true or false\n"
     )
 
 
