@@ -422,6 +422,7 @@ def parse_secrets(text: str) -> tuple[SecretSpec, ...]:
                     f"it (`- {source}`) instead of mapping it",
                 )
             _check_secret_name(source)
+            _check_target(env, source)
             specs.append(SecretSpec(source=source, env=env))
     elif isinstance(data, list):
         for item in data:
@@ -439,6 +440,7 @@ def parse_secrets(text: str) -> tuple[SecretSpec, ...]:
                 specs.append(SecretSpec(source=source, env=None))
             else:
                 _check_secret_name(source)
+                _check_target(env_name_for(source), source)
                 specs.append(SecretSpec(source=source, env=env_name_for(source)))
     else:
         raise InputError(
@@ -449,6 +451,42 @@ def parse_secrets(text: str) -> tuple[SecretSpec, ...]:
     if duplicate:
         raise InputError("secrets", f"{duplicate} is the target of two secrets")
     return tuple(specs)
+
+
+# Variables that change how programs start, or which credential the tests use: a vault secret
+# must never become one (GITHUB_ENV carries it into every later step of the job; the runner
+# refuses only NODE_OPTIONS). Compared case-insensitively; a trailing `*` is a prefix.
+DENIED_VARIABLES = (
+    *("BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "IFS", "PATH"),
+    *("HOME", "LD_*", "DYLD_*", "PYTHON*", "NODE_OPTIONS", "NODE_PATH", "JAVA_TOOL_OPTIONS"),
+    *("_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "PERL5*", "RUBYOPT", "RUBYLIB", "GIT_*", "SSH_*"),
+    *("GITHUB_*", "RUNNER_*", "ACTIONS_*", "AZPYTEST_*", "IDENTITY_*", "MSI_*"),
+    # The Azure SDKs' and the az CLI's credential chain.
+    *("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_*"),
+    *("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_USERNAME"),
+    *("AZURE_PASSWORD", "AZURE_AUTHORITY_HOST", "AZURE_TOKEN_CREDENTIALS", "AZURE_CONFIG_DIR"),
+    *("AZURE_ADDITIONALLY_ALLOWED_TENANTS", "AZURE_POD_IDENTITY_AUTHORITY_HOST"),
+    "AZURE_REGIONAL_AUTHORITY_NAME",
+)
+
+
+def denied_variable(name: str) -> bool:
+    """True for a variable a secret must not land in (DENIED_VARIABLES)."""
+    upper = name.upper()
+    return any(
+        upper.startswith(entry[:-1]) if entry.endswith("*") else upper == entry
+        for entry in DENIED_VARIABLES
+    )
+
+
+def _check_target(env: str, source: str) -> None:
+    if denied_variable(env):
+        raise InputError(
+            "secrets",
+            f"{env} <- {source}: a secret may not set {env}, which changes how later steps' "
+            f"programs start or which credential they use; map it to another name "
+            f"(`MY_{env.upper().lstrip('_')}: {source}`)",
+        )
 
 
 def _check_secret_name(name: str) -> None:

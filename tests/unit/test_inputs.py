@@ -67,3 +67,39 @@ def test_a_plugin_number_names_its_variable() -> None:
     with pytest.raises(InputError) as raised:
         from_environment("role-minutes", {"AZPYTEST_ROLE_MINUTES": "0"})
     assert str(raised.value) == "AZPYTEST_ROLE_MINUTES: 0 is less than 1"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "source"),
+    [
+        ("BASH_ENV: pg-host", "BASH_ENV", "pg-host"),
+        ("bash_env: pg-host", "bash_env", "pg-host"),
+        ("LD_PRELOAD: lib", "LD_PRELOAD", "lib"),
+        ("PATH: p", "PATH", "p"),
+        ("GITHUB_ENV: x", "GITHUB_ENV", "x"),
+        ("AZPYTEST_RUN_DIR: d", "AZPYTEST_RUN_DIR", "d"),
+        ("AZURE_CLIENT_SECRET: s", "AZURE_CLIENT_SECRET", "s"),
+        ("PYTHONPATH: s", "PYTHONPATH", "s"),
+        ("- bash-env", "BASH_ENV", "bash-env"),
+        ("- ld-preload", "LD_PRELOAD", "ld-preload"),
+    ],
+)
+def test_a_secret_may_not_set_a_variable_that_changes_how_programs_start(
+    text: str, env: str, source: str
+) -> None:
+    from azpytest.inputs import parse_secrets
+
+    with pytest.raises(InputError) as raised:
+        parse_secrets(text)
+    assert str(raised.value) == (
+        f"secrets: {env} <- {source}: a secret may not set {env}, which changes how later "
+        "steps' programs start or which credential they use; map it to another name "
+        f"(`MY_{env.upper()}: {source}`)"
+    )
+
+
+def test_ordinary_names_and_the_subscription_are_allowed() -> None:
+    from azpytest.inputs import parse_secrets
+
+    specs = parse_secrets("DB_PASSWORD: pg-password\nAZURE_SUBSCRIPTION_ID: sub\nENVIRONMENT: e")
+    assert [s.env for s in specs] == ["DB_PASSWORD", "AZURE_SUBSCRIPTION_ID", "ENVIRONMENT"]
