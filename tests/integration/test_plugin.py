@@ -199,3 +199,39 @@ def test_plugin_adds_little_to_pytest_startup() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_skip_or_xfail_reason_with_a_masked_value_keeps_pytests_outcome(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.write_prepared({"secrets": [], "masked_env": ["DB_HOST"]})
+    clean_env.setenv("AZPYTEST_RUN_DIR", str(run_dir.path))
+    clean_env.setenv("DB_HOST", "warehouse-7f3a.internal")
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        def test_skipped():
+            pytest.skip(f"{os.environ['DB_HOST']} unreachable")
+
+        @pytest.mark.skipif(True, reason=os.environ["DB_HOST"] + " is down")
+        def test_skipif():
+            pass
+
+        def test_xfail():
+            pytest.xfail(f"{os.environ['DB_HOST']} flaky")
+
+        def test_passes():
+            pass
+        """
+    )
+    junit = tmp_path / "junit.xml"
+    result = pytester.runpytest_subprocess("-rsx", f"--junitxml={junit}")
+    result.assert_outcomes(passed=1, skipped=2, xfailed=1)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["SKIPPED [[]1[]] *: *** unreachable", "XFAIL *::test_xfail*"])
+    written = result.stdout.str() + result.stderr.str() + junit.read_text()
+    assert "warehouse-7f3a" not in written
+    assert junit.read_text().count("<skipped") == 3

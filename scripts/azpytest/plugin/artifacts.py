@@ -71,8 +71,18 @@ def pytest_runtest_makereport(
 
 
 def _scrub_report(report: pytest.TestReport, scrubber: Scrubber) -> None:
-    """Masked values never reach the terminal, the JUnit file or an artifact."""
-    if report.longrepr is not None:
+    """Masked values never reach the terminal, the JUnit file or an artifact. Each longrepr
+    keeps the shape pytest expects of it: a skip's is a (path, line, reason) tuple, which
+    the terminal and junitxml unpack (anything else there is an INTERNALERROR)."""
+    wasxfail = getattr(report, "wasxfail", None)
+    if isinstance(wasxfail, str):
+        report.wasxfail = scrubber.text(wasxfail)
+    if isinstance(report.longrepr, tuple):
+        path, line, reason = report.longrepr
+        report.longrepr = (scrubber.text(str(path)), line, scrubber.text(str(reason)))
+    elif isinstance(report.longrepr, str):
+        report.longrepr = scrubber.text(report.longrepr)
+    elif report.longrepr is not None:
         text = str(report.longrepr)
         clean = scrubber.text(text)
         if clean != text:
