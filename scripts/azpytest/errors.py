@@ -565,6 +565,14 @@ KUBE_TOKEN_PREFIX = "azpytest kube-token: "
 KUBELOGIN_PREFIX = "kubelogin (azpytest stand-in): "
 
 
+def kube_token_install_hint(python: str) -> str:
+    """What kubectl shows when it cannot start the kubeconfig's `azpytest kube-token` exec."""
+    return (
+        f"azpytest kube-token runs with {python}, the Python that ran `azpytest prepare`: "
+        "run kubectl in the same job, after that step."
+    )
+
+
 def tool_error(prefix: str, problem: object) -> str:
     """One error line of kube-token or the kubelogin stand-in (bad input, a flag)."""
     return f"{prefix}error: {problem}"
@@ -629,6 +637,11 @@ def unavailable(what: str, fix: str) -> str:
 
 def failing_in_ci(reason: str) -> str:
     return f"{reason} (failing rather than skipping because CI=true)"
+
+
+def not_collected(name: str, exc: BaseException) -> str:
+    """The artifact written in place of one a failed test asked to keep but could not be read."""
+    return f"could not collect {name}: {exc}"
 
 
 def fixture_failed(problem: str) -> str:

@@ -279,10 +279,7 @@ def kube_token_user(server_id: str, settings: Settings) -> dict[str, Any]:
             "env": None,
             "interactiveMode": "Never",
             "provideClusterInfo": False,
-            "installHint": (
-                f"azpytest kube-token runs with {os.path.abspath(sys.executable)}, the Python "
-                "that ran `azpytest prepare`: run kubectl in the same job, after that step."
-            ),
+            "installHint": errors.kube_token_install_hint(os.path.abspath(sys.executable)),
         }
     }
 
