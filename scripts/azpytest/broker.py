@@ -300,11 +300,9 @@ class Broker:
     def _check(self, header: str | None, query: Mapping[str, str]) -> None:
         if header is None or not hmac.compare_digest(header.encode(), self.header.encode()):
             raise Refused(401, errors.broker_bad_header(HEADER, sent=bool(header)), "unauthorized")
-        if query.get("api-version") != API_VERSION:
-            asked_version = query.get("api-version")
-            raise Refused(
-                400, errors.broker_bad_api_version(asked_version, API_VERSION), "bad-request"
-            )
+        version = query.get("api-version")
+        if version != API_VERSION:
+            raise Refused(400, errors.broker_bad_api_version(version, API_VERSION), "bad-request")
         if not query.get("resource"):
             raise Refused(400, errors.BROKER_NO_RESOURCE, "bad-request")
         other = [name for name in ("object_id", "principal_id", "mi_res_id") if query.get(name)]
