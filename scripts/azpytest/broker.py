@@ -248,18 +248,9 @@ class Broker:
                 source.close()
         except errors.Diagnosis as diagnosis:
             self._warn(resource, diagnosis)
-            raise Refused(
-                400,
-                f"azpytest token broker: no token for resource {resource}. {diagnosis.text()}",
-                "refused",
-            ) from None
+            raise Refused(400, errors.broker_no_token(resource, diagnosis), "refused") from None
         except Exception as exc:  # the network, or a credential's own error: say which
-            raise Refused(
-                500,
-                f"azpytest token broker: no token for resource {resource}: "
-                f"{type(exc).__name__}: {exc}",
-                "failed",
-            ) from None
+            raise Refused(500, errors.broker_token_failed(resource, exc), "failed") from None
         from azpytest.identity import unverified_claims
 
         expires = float(info.expires_on)
@@ -273,10 +264,8 @@ class Broker:
         if self.workflow is None or diagnosis.what in self._warned:
             return
         self._warned.add(diagnosis.what)
-        self.workflow.warning(
-            f"resource {resource}: {diagnosis.text()}",
-            title=f"azpytest token broker: {diagnosis.what}",
-        )
+        message, title = errors.broker_refusal_warning(resource, diagnosis)
+        self.workflow.warning(message, title=title)
 
     # ------------------------------------------------------------------ the protocol
 
@@ -289,9 +278,7 @@ class Broker:
         asked = query.get("client_id")
         try:
             if url.path.rstrip("/").lower() != PATH:
-                raise Refused(
-                    404, f"azpytest token broker: no endpoint {url.path}; use {PATH}", "bad-request"
-                )
+                raise Refused(404, errors.broker_no_endpoint(url.path, PATH), "bad-request")
             self._check(header, query)
             held, outcome = self.token(resource)
         except Refused as refused:
@@ -312,39 +299,17 @@ class Broker:
 
     def _check(self, header: str | None, query: Mapping[str, str]) -> None:
         if header is None or not hmac.compare_digest(header.encode(), self.header.encode()):
-            raise Refused(
-                401,
-                f"azpytest token broker: the request has {'a wrong' if header else 'no'} "
-                f"{HEADER} header. Only the command azpytest started may ask for tokens: send "
-                f"{HEADER} with the value of its IDENTITY_HEADER variable.",
-                "unauthorized",
-            )
-        if query.get("api-version") != API_VERSION:
-            raise Refused(
-                400,
-                f"azpytest token broker: api-version {query.get('api-version')!r} is not "
-                f"supported; it speaks the App Service protocol, api-version={API_VERSION}.",
-                "bad-request",
-            )
+            raise Refused(401, errors.broker_bad_header(HEADER, sent=bool(header)), "unauthorized")
+        version = query.get("api-version")
+        if version != API_VERSION:
+            raise Refused(400, errors.broker_bad_api_version(version, API_VERSION), "bad-request")
         if not query.get("resource"):
-            raise Refused(
-                400,
-                "azpytest token broker: the request names no resource "
-                "(resource=https://vault.azure.net, for example).",
-                "bad-request",
-            )
+            raise Refused(400, errors.BROKER_NO_RESOURCE, "bad-request")
         other = [name for name in ("object_id", "principal_id", "mi_res_id") if query.get(name)]
         asked = query.get("client_id")
-        serves = self.client_id or "the identity azpytest logged in with"
         if other or (asked and asked.lower() != self.client_id):
             chose = f"{other[0]}={query[other[0]]}" if other else f"client_id={asked}"
-            raise Refused(
-                400,
-                f"Unable to load the proper Managed Identity. azpytest token broker: it "
-                f"serves one identity, {serves}, and the request asks for {chose}. Leave "
-                f"AZURE_CLIENT_ID as azpytest set it, or pass no client_id/object_id.",
-                "bad-request",
-            )
+            raise Refused(400, errors.broker_other_identity(self.client_id, chose), "bad-request")
 
     def _audit(
         self,
@@ -398,7 +363,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _not_allowed(self) -> None:
         self.close_connection = True  # a body we do not read must not be taken for a request
-        self._send(405, {"statusCode": 405, "message": f"azpytest token broker: use GET {PATH}"})
+        self._send(405, {"statusCode": 405, "message": errors.broker_use_get(PATH)})
 
     do_POST = do_PUT = do_PATCH = do_DELETE = _not_allowed
 
@@ -503,12 +468,7 @@ def child_env(
     for name in removed:
         del env[name]
     if removed:
-        workflow.notice(
-            f"{', '.join(removed)} removed from the command's environment: with them its "
-            "DefaultAzureCredential would not use the token broker (set broker: false to keep "
-            "them).",
-            title="azpytest token broker",
-        )
+        workflow.notice(errors.broker_removed_variables(removed), title=errors.BROKER_TITLE)
     env.update(broker.env())
     for name, value in (
         ("AZURE_TENANT_ID", settings.tenant_id),

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from azpytest import profiles
+from azpytest import errors, profiles
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -75,10 +75,7 @@ def find_dbt() -> str:
         return str(beside)
     found = shutil.which("dbt")
     if found is None:
-        raise DbtNotFound(
-            "dbt is not installed here: install dbt-core with your adapter "
-            "(pip install dbt-postgres, dbt-sqlserver or dbt-fabric)"
-        )
+        raise DbtNotFound(errors.DBT_NOT_INSTALLED)
     return found
 
 

@@ -2,7 +2,13 @@
 
 A `Diagnosis` is raised where a failure is understood; the entry point hands it to `die()`,
 which writes the `::error::` annotation, a section of the job summary and the exit code.
-Bad input is not a diagnosis: `InputError` (settings.py) exits 2 with one line.
+Shorter texts — a warning, a fixture's skip, a refusal of the token broker, a line of
+kube-token under kubectl — are functions (or constants) here that take the facts and return
+the text; the caller only decides where it goes. Bad input is not a diagnosis: `InputError`
+(settings.py) exits 2 with one line, its text beside the grammar that checks it.
+
+Imported under kubectl (kube-token) and by the pytest plugin: the standard library and
+azpytest.github only.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,16 +68,6 @@ def bad_input(step: str, exc: Exception, workflow: Workflow) -> int:
     if workflow.in_actions:
         workflow.error(str(exc), title=f"azpytest {step}: bad input")
     return 2
-
-
-def vault_failed(*, vault: str, secret: str | None, status: int | None, message: str) -> Diagnosis:
-    doing = f"for secret {secret!r}" if secret else "when listing secrets"
-    return Diagnosis(
-        kind="keyvault-failed",
-        what=f"Key Vault {vault} answered HTTP {status} {doing}.",
-        cause=message,
-        fix="Retry the job; if it persists, check the vault's health in the Azure portal.",
-    )
 
 
 # ---------------------------------------------------------------------------- GitHub OIDC
@@ -266,6 +262,16 @@ def local_credential_failed(message: str) -> Diagnosis:
 # ---------------------------------------------------------------------------- Key Vault
 
 
+def vault_failed(*, vault: str, secret: str | None, status: int | None, message: str) -> Diagnosis:
+    doing = f"for secret {secret!r}" if secret else "when listing secrets"
+    return Diagnosis(
+        kind="keyvault-failed",
+        what=f"Key Vault {vault} answered HTTP {status} {doing}.",
+        cause=message,
+        fix="Retry the job; if it persists, check the vault's health in the Azure portal.",
+    )
+
+
 def vault_forbidden(
     *,
     vault: str,
@@ -319,6 +325,13 @@ def secret_unusable(*, vault: str, secret: str, state: str) -> Diagnosis:
             f"--vault-name {vault} --name {secret} --enabled true`), or remove it from "
             "`secrets`."
         ),
+    )
+
+
+def secret_skipped(*, vault: str, secret: str, state: str, glob: str) -> str:
+    """Warning: a secret a glob matched is disabled, expired or not yet valid."""
+    return (
+        f"Key Vault secret {secret!r} of {vault} is {state}; skipped (taken by the glob {glob!r})"
     )
 
 
@@ -528,4 +541,345 @@ def kubeconfig_unreadable(*, cluster: str, problem: str) -> Diagnosis:
         what=f"ARM's kubeconfig for AKS cluster {cluster} could not be read.",
         cause=problem,
         fix="Rerun the job; if it persists, report it with the ARM correlation id.",
+    )
+
+
+# What `kubeconfig_unreadable` says was wrong with ARM's answer.
+KUBECONFIG_NOT_BASE64 = "ARM's answer holds no base64 kubeconfig under kubeconfigs[0].value."
+KUBECONFIG_NOT_YAML = "the kubeconfig ARM returned is not YAML."
+
+
+def exec_user_kept(user: object, command: object) -> str:
+    """Warning: a kubeconfig user runs an exec plugin azpytest leaves in place."""
+    return (
+        f"kubeconfig user {user!r} runs {command!r}, which azpytest does not replace: it must "
+        "be installed where kubectl runs"
+    )
+
+
+# ---------------------------------------------------------------------------- kube-token
+
+# Each line kube-token and the kubelogin stand-in write on stderr (which kubectl shows)
+# starts with the tool's name.
+KUBE_TOKEN_PREFIX = "azpytest kube-token: "
+KUBELOGIN_PREFIX = "kubelogin (azpytest stand-in): "
+
+
+def kube_token_install_hint(python: str) -> str:
+    """What kubectl shows when it cannot start the kubeconfig's `azpytest kube-token` exec."""
+    return (
+        f"azpytest kube-token runs with {python}, the Python that ran `azpytest prepare`: "
+        "run kubectl in the same job, after that step."
+    )
+
+
+def tool_error(prefix: str, problem: object) -> str:
+    """One error line of kube-token or the kubelogin stand-in (bad input, a flag)."""
+    return f"{prefix}error: {problem}"
+
+
+def tool_crashed(prefix: str, exc: BaseException) -> str:
+    """An unexpected exception, told in one line: a plugin under kubectl shows no traceback."""
+    return f"{prefix}error: {type(exc).__name__}: {exc}"
+
+
+def tool_diagnosis(prefix: str, diagnosis: Diagnosis) -> str:
+    return prefix + diagnosis.text()
+
+
+def kubelogin_get_token_error(problem: object) -> str:
+    return tool_error(KUBELOGIN_PREFIX, f"get-token: {problem}")
+
+
+def kubelogin_unsupported(command: str) -> str:
+    shown = command or "(no subcommand)"
+    return tool_error(
+        KUBELOGIN_PREFIX,
+        f"{shown} is not supported: this is azpytest's stand-in for kubelogin, which answers "
+        "get-token and convert-kubeconfig only",
+    )
+
+
+KUBELOGIN_NOTHING_TO_CONVERT = (
+    f"{KUBELOGIN_PREFIX}convert-kubeconfig: nothing to convert; the kubeconfig's "
+    "`kubelogin get-token` exec already gets the job's token"
+)
+
+
+# ---------------------------------------------------------------------------- the test run
+
+NO_TESTS_TITLE = "azpytest run: no tests collected"
+
+
+def no_tests_collected(tests: Sequence[str], markers: str | None) -> str:
+    """pytest exited 5: the selection (and marker expression) matched no test."""
+    selection = " ".join(tests) or "(the default selection)"
+    return (
+        f"pytest collected no tests for {selection}"
+        + (f" with -m {markers!r}" if markers else "")
+        + ". A filter that matches nothing would pass as green; fix the tests/markers "
+        "inputs, or set allow-no-tests: true if an empty run is expected."
+    )
+
+
+def cannot_run(command: str, reason: str | None) -> str:
+    """`azpytest exec` could not start the command (not found, not executable)."""
+    return f"azpytest exec: error: cannot run {command!r}: {reason}"
+
+
+# ---------------------------------------------------------------------------- the plugin's fixtures
+
+
+def unavailable(what: str, fix: str) -> str:
+    """Why a fixture cannot work here and the fix, in one line (a skip, or a failure in CI)."""
+    return f"azpytest: {what}; {fix}"
+
+
+def failing_in_ci(reason: str) -> str:
+    return f"{reason} (failing rather than skipping because CI=true)"
+
+
+def not_collected(name: str, exc: BaseException) -> str:
+    """The artifact written in place of one a failed test asked to keep but could not be read."""
+    return f"could not collect {name}: {exc}"
+
+
+def fixture_failed(problem: str) -> str:
+    """A fixture's one-line failure (a bad plugin variable, a secret not prepared)."""
+    return f"azpytest: {problem}"
+
+
+def no_identity(problem: object) -> str:
+    return unavailable(
+        f"no Azure identity configured ({problem})",
+        "set AZURE_TENANT_ID and AZURE_CLIENT_ID, or run `azpytest prepare` first",
+    )
+
+
+NO_SECRETS_PREPARED = unavailable(
+    "no Key Vault secrets were prepared", "run `azpytest prepare` with key-vault and secrets set"
+)
+
+
+def secret_not_prepared(secret: str, prepared: Iterable[str]) -> str:
+    return (
+        f"secret {secret!r} was not prepared; add it to the secrets input "
+        f"(prepared: {', '.join(sorted(prepared)) or 'none'})"
+    )
+
+
+def secret_variable_unset(secret: str, variable: str) -> str:
+    return f"secret {secret!r} was prepared into {variable}, which is not set here"
+
+
+NO_KUBECONFIG = unavailable(
+    "no AKS kubeconfig was prepared",
+    "set aks-resource-group and aks-cluster for `azpytest prepare`",
+)
+
+
+def cluster_refused(status: object, reason: object, plugin_said: str | None) -> str:
+    """The API server answered the job's identity with an error (401 when no token went)."""
+    return f"azpytest: the AKS cluster refused the job's identity: HTTP {status} {reason}" + (
+        f"\n{plugin_said}" if plugin_said else ""
+    )
+
+
+def cluster_unreachable(exc: BaseException) -> str:
+    return f"azpytest: the AKS cluster is not reachable: {exc}"
+
+
+def exec_plugin_not_run(command: object, exc: BaseException) -> str:
+    return f"the credential plugin {command!r} could not run: {exc}"
+
+
+NO_CONNECTIONS = unavailable(
+    "no connections were prepared (AZPYTEST_CONNECTIONS is not set)",
+    "set the profiles input of `azpytest prepare`",
+)
+
+
+def connections_unreadable(path: str, exc: BaseException) -> str:
+    return f"azpytest: cannot read {path}: {exc}"
+
+
+def name_the_connection(kind: str, names: Iterable[str]) -> str:
+    return (
+        f"azpytest: name the {kind} connection to use: one of {', '.join(sorted(names)) or 'none'}"
+    )
+
+
+def no_such_connection(kind: str, name: str, names: Iterable[str]) -> str:
+    return (
+        f"azpytest: no {kind} connection named {name!r} (prepared: "
+        f"{', '.join(sorted(names)) or 'none'})"
+    )
+
+
+NO_PYODBC = (
+    "azpytest: azure_sql_connection needs pyodbc and the Microsoft ODBC Driver "
+    "18 for SQL Server: pip install pyodbc; apt-get install msodbcsql18"
+)
+NO_ODBC_DRIVER = (
+    "azpytest: no SQL Server ODBC driver installed: apt-get install msodbcsql18 "
+    "(https://learn.microsoft.com/sql/connect/odbc/linux-mac/)"
+)
+
+# connections.yaml at use time (profiles.ConnectionsError).
+
+
+def entra_password(connection: str, scope: str | None) -> str:
+    return (
+        f"connection {connection!r} uses auth: entra: its password is an access token for {scope}"
+    )
+
+
+def connection_variable_unset(
+    connection: str, field: str, variable: str, secret: str | None
+) -> str:
+    source = f" (Key Vault secret {secret!r})" if secret else ""
+    return (
+        f"connection {connection!r}: {variable} is not set: it holds the {field}{source}; run "
+        "`azpytest prepare` with the profiles input, or load the environment it wrote"
+    )
+
+
+def connections_not_yaml(path: object) -> str:
+    return f"{path} is not valid YAML; rerun `azpytest prepare`"
+
+
+def connections_no_mapping(path: object) -> str:
+    return f"{path} has no connections mapping; rerun `azpytest prepare`"
+
+
+def connection_no_kind(connection: str, kinds: Iterable[str]) -> str:
+    return f"connection {connection!r}: no kind ({' or '.join(kinds)})"
+
+
+def connection_port_not_number(connection: str, port: str) -> str:
+    return f"connection {connection!r}: the port {port!r} is not a number"
+
+
+def connection_needs_host(connection: str) -> str:
+    return f"connection {connection!r}: host and database are required"
+
+
+NO_DBT_PROJECT = unavailable(
+    "no dbt project configured", "set azpytest_dbt_project in pytest.ini or AZPYTEST_DBT_PROJECT"
+)
+NO_DBT_PROFILE = unavailable(
+    "no dbt profile was prepared (DBT_PROFILES_DIR is not set)",
+    "add a dbt section to the profiles input of `azpytest prepare`",
+)
+DBT_NOT_INSTALLED = (
+    "dbt is not installed here: install dbt-core with your adapter "
+    "(pip install dbt-postgres, dbt-sqlserver or dbt-fabric)"
+)
+
+
+def dbt_failed(args: Sequence[str], returncode: int, said: str) -> str:
+    """A dbt command the test ran failed: dbt's own error lines (or its output's tail)."""
+    return f"dbt {' '.join(args)} failed (exit {returncode}):\n{said}"
+
+
+# ---------------------------------------------------------------------------- the token broker
+
+BROKER_TITLE = "azpytest token broker"
+
+
+def broker_no_token(resource: str, diagnosis: Diagnosis) -> str:
+    """Entra (or the local login) refused: what the SDK's exception shows, with the fix."""
+    return f"azpytest token broker: no token for resource {resource}. {diagnosis.text()}"
+
+
+def broker_token_failed(resource: str, exc: BaseException) -> str:
+    return f"azpytest token broker: no token for resource {resource}: {type(exc).__name__}: {exc}"
+
+
+def broker_refusal_warning(resource: str, diagnosis: Diagnosis) -> tuple[str, str]:
+    """The job log's warning for a refusal: (message, title)."""
+    return f"resource {resource}: {diagnosis.text()}", f"{BROKER_TITLE}: {diagnosis.what}"
+
+
+def broker_no_endpoint(path: str, endpoint: str) -> str:
+    return f"azpytest token broker: no endpoint {path}; use {endpoint}"
+
+
+def broker_use_get(endpoint: str) -> str:
+    return f"azpytest token broker: use GET {endpoint}"
+
+
+def broker_bad_header(name: str, *, sent: bool) -> str:
+    """The request lacks the header `name` (or sent a wrong value)."""
+    return (
+        f"azpytest token broker: the request has {'a wrong' if sent else 'no'} {name} header. "
+        f"Only the command azpytest started may ask for tokens: send {name} with the value "
+        "of its IDENTITY_HEADER variable."
+    )
+
+
+def broker_bad_api_version(asked: str | None, supported: str) -> str:
+    return (
+        f"azpytest token broker: api-version {asked!r} is not supported; it speaks the "
+        f"App Service protocol, api-version={supported}."
+    )
+
+
+BROKER_NO_RESOURCE = (
+    "azpytest token broker: the request names no resource "
+    "(resource=https://vault.azure.net, for example)."
+)
+
+
+def broker_other_identity(client_id: str | None, asked: str) -> str:
+    """The request names another managed identity (`asked`: `client_id=...`, ...). The
+    message starts as Azure's own does, which SDKs recognise."""
+    serves = client_id or "the identity azpytest logged in with"
+    return (
+        "Unable to load the proper Managed Identity. azpytest token broker: it serves one "
+        f"identity, {serves}, and the request asks for {asked}. Leave AZURE_CLIENT_ID as "
+        "azpytest set it, or pass no client_id/object_id."
+    )
+
+
+def broker_removed_variables(names: Sequence[str]) -> str:
+    return (
+        f"{', '.join(names)} removed from the command's environment: with them its "
+        "DefaultAzureCredential would not use the token broker (set broker: false to keep "
+        "them)."
+    )
+
+
+# ---------------------------------------------------------------------------- report
+
+REPORT_TITLE = "azpytest report"
+
+
+def failure_annotation(
+    message: str, explanation: Sequence[str], notes: Sequence[str], kind: str, lines: int
+) -> str:
+    """A failed test's annotation: its message, then pytest's explanation (at most `lines`
+    in all), then each note; the failure's kind when there is nothing else."""
+    said = [message] if message else []
+    said += [line for line in explanation if line not in said]
+    said = said[:lines]
+    said += [f"also: {note}" for note in notes]
+    return "\n".join(said) or kind
+
+
+def more_failures(more: int, failing: int, table_rows: int) -> str:
+    """The notice after the annotations: where the failures not annotated are."""
+    if failing <= table_rows:
+        are = "failures are" if more > 1 else "failure is"
+        return f"{more} more {are} listed in the job summary"
+    return (
+        f"{more} more failures: the job summary lists the first {table_rows} failures "
+        "and the step's failed-tests output names every one"
+    )
+
+
+def failed_tests_capped(named: int, failed: int) -> str:
+    return (
+        f"failed-tests names the first {named} of {failed} failed tests: GitHub caps a "
+        "step output's size"
     )

@@ -124,8 +124,9 @@ def fetch(settings: Settings, identity: Identity, audit: AuditLog) -> list[Fetch
                 if state:
                     audit.record(identity, vault, name, props.version, f"skipped: {state}")
                     identity.workflow.warning(
-                        f"Key Vault secret {name!r} of {vault} is {state}; "
-                        f"skipped (taken by the glob {spec.source!r})"
+                        errors.secret_skipped(
+                            vault=vault, secret=name, state=state, glob=spec.source
+                        )
                     )
                     continue
                 wanted.append((name, env_name_for(name)))

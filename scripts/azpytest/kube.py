@@ -119,8 +119,7 @@ def request_kubeconfig(settings: Settings, who: Identity, workflow: Workflow) ->
         text = base64.b64decode(value, validate=True).decode("utf-8")
     except (ValueError, KeyError, IndexError, TypeError, binascii.Error, UnicodeDecodeError):
         raise errors.kubeconfig_unreadable(
-            cluster=settings.aks_cluster,
-            problem="ARM's answer holds no base64 kubeconfig under kubeconfigs[0].value.",
+            cluster=settings.aks_cluster, problem=errors.KUBECONFIG_NOT_BASE64
         ) from None
     try:
         data = yaml.safe_load(text)
@@ -130,7 +129,7 @@ def request_kubeconfig(settings: Settings, who: Identity, workflow: Workflow) ->
         # Mask first: a kubeconfig that is not YAML may still hold a key.
         workflow.mask(text, encoded=True)
         raise errors.kubeconfig_unreadable(
-            cluster=settings.aks_cluster, problem="the kubeconfig ARM returned is not YAML."
+            cluster=settings.aks_cluster, problem=errors.KUBECONFIG_NOT_YAML
         )
     return data
 
@@ -226,10 +225,7 @@ def replace_kubelogin(
             continue
         exec_ = user.get("exec")
         if isinstance(exec_, Mapping) and exec_.get("command"):
-            notes.append(
-                f"kubeconfig user {entry.get('name')!r} runs {exec_['command']!r}, which "
-                "azpytest does not replace: it must be installed where kubectl runs"
-            )
+            notes.append(errors.exec_user_kept(entry.get("name"), exec_["command"]))
         users.append(entry)
     result["users"] = users
     return result, notes
@@ -283,10 +279,7 @@ def kube_token_user(server_id: str, settings: Settings) -> dict[str, Any]:
             "env": None,
             "interactiveMode": "Never",
             "provideClusterInfo": False,
-            "installHint": (
-                f"azpytest kube-token runs with {os.path.abspath(sys.executable)}, the Python "
-                "that ran `azpytest prepare`: run kubectl in the same job, after that step."
-            ),
+            "installHint": errors.kube_token_install_hint(os.path.abspath(sys.executable)),
         }
     }
 
@@ -356,14 +349,13 @@ _TOKEN_INPUTS = {"tenant-id", "client-id", "cloud", "audience", "env-file", "deb
 def token_main(server_id: str, flags: Mapping[str, str | None]) -> int:
     """`azpytest kube-token`: stdout is the ExecCredential and nothing else; a failure is a
     diagnosis on stderr and exit 1 (2 for bad input), never a traceback or a token."""
-    prefix = "azpytest kube-token: "
     try:
         api_version = exec_api_version(os.environ.get("KUBERNETES_EXEC_INFO"))
     except ValueError as exc:
-        print(f"{prefix}error: {exc}", file=sys.stderr, flush=True)
+        print(errors.tool_error(errors.KUBE_TOKEN_PREFIX, exc), file=sys.stderr, flush=True)
         return 2
     own = {name: flags.get(name) for name in _TOKEN_INPUTS}
-    return _print_credential(prefix, server_id, own, api_version)
+    return _print_credential(errors.KUBE_TOKEN_PREFIX, server_id, own, api_version)
 
 
 def _print_credential(
@@ -382,7 +374,7 @@ def _print_credential(
     try:
         loaded = load_settings(flags, environ)
     except InputError as exc:
-        print(f"{prefix}error: {exc}", file=sys.stderr, flush=True)
+        print(errors.tool_error(prefix, exc), file=sys.stderr, flush=True)
         return 2
     if not loaded.debug:
         # azure-identity logs each failure as a warning; the diagnosis below says it once.
@@ -397,14 +389,15 @@ def _print_credential(
         finally:
             who.close()
     except errors.Diagnosis as diagnosis:
-        print(prefix + diagnosis.text(), file=sys.stderr, flush=True)
+        print(errors.tool_diagnosis(prefix, diagnosis), file=sys.stderr, flush=True)
         return diagnosis.exit_code
     except Exception as exc:  # a plugin under kubectl must never show a traceback
         if isinstance(exc, ServiceRequestError | ServiceResponseError):
             host = loaded.cloud.authority_host
-            print(prefix + errors.unreachable(host, str(exc), os.environ).text(), file=sys.stderr)
+            unreachable = errors.unreachable(host, str(exc), os.environ)
+            print(errors.tool_diagnosis(prefix, unreachable), file=sys.stderr)
         else:
-            print(f"{prefix}error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            print(errors.tool_crashed(prefix, exc), file=sys.stderr, flush=True)
         return 1
     credential = exec_credential(api_version, token.token, token.expires_on)
     sys.stdout.write(json.dumps(credential) + "\n")
@@ -430,7 +423,6 @@ def kubelogin_main(argv: list[str] | None = None) -> int:
     `get-token` answers from the job's renewing credential; `convert-kubeconfig` leaves the
     exec as it is (it already works); anything else says what this is and exits 2."""
     args = list(sys.argv[1:] if argv is None else argv)
-    prefix = "kubelogin (azpytest stand-in): "
     command = args[0] if args else ""
     if command in ("--version", "version", "-v"):
         from azpytest import __version__
@@ -438,19 +430,10 @@ def kubelogin_main(argv: list[str] | None = None) -> int:
         print(f"kubelogin stand-in from azpytest {__version__} (get-token, convert-kubeconfig)")
         return 0
     if command == "convert-kubeconfig":
-        print(
-            f"{prefix}convert-kubeconfig: nothing to convert; the kubeconfig's "
-            "`kubelogin get-token` exec already gets the job's token",
-            file=sys.stderr,
-        )
+        print(errors.KUBELOGIN_NOTHING_TO_CONVERT, file=sys.stderr)
         return 0
     if command != "get-token":
-        shown = command or "(no subcommand)"
-        print(
-            f"{prefix}error: {shown} is not supported: this is azpytest's stand-in for "
-            "kubelogin, which answers get-token and convert-kubeconfig only",
-            file=sys.stderr,
-        )
+        print(errors.kubelogin_unsupported(command), file=sys.stderr)
         return 2
     parser = _Parser(prog="kubelogin get-token", add_help=False)
     parser.add_argument("--server-id")
@@ -467,7 +450,7 @@ def kubelogin_main(argv: list[str] | None = None) -> int:
             raise _BadFlags("--server-id is required")
         api_version = exec_api_version(os.environ.get("KUBERNETES_EXEC_INFO"), EXEC_V1BETA1)
     except (_BadFlags, ValueError) as exc:
-        print(f"{prefix}error: get-token: {exc}", file=sys.stderr, flush=True)
+        print(errors.kubelogin_get_token_error(exc), file=sys.stderr, flush=True)
         return 2
     cloud = _KUBELOGIN_CLOUDS.get((options.environment or "").replace(" ", "").lower())
     # kubelogin's --client-id names the az CLI's public app in ARM's kubeconfigs: not ours.
@@ -479,7 +462,7 @@ def kubelogin_main(argv: list[str] | None = None) -> int:
     }
     if not (os.environ.get("AZPYTEST_TENANT_ID") or os.environ.get("AZURE_TENANT_ID")):
         flags["tenant-id"] = options.tenant_id
-    return _print_credential(prefix, options.server_id, flags, api_version)
+    return _print_credential(errors.KUBELOGIN_PREFIX, options.server_id, flags, api_version)
 
 
 def real_kubelogin(path: str | None = None) -> str | None:

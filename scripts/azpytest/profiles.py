@@ -60,6 +60,7 @@ from typing import Any
 
 import yaml
 
+from azpytest import errors
 from azpytest.clouds import PUBLIC
 from azpytest.inputs import SECRET_NAME, InputError, SecretSpec
 from azpytest.rundir import CONNECTIONS, PROFILES, RunDir
@@ -534,10 +535,7 @@ class Connection:
 
     def password(self, environ: Mapping[str, str] | None = None) -> str:
         if self.password_env is None:
-            raise ConnectionsError(
-                f"connection {self.name!r} uses auth: entra: its password is an access token "
-                f"for {self.scope}"
-            )
+            raise ConnectionsError(errors.entra_password(self.name, self.scope))
         return _lookup(self.name, "password", self.password_env, None, environ)
 
 
@@ -546,11 +544,7 @@ def _lookup(
 ) -> str:
     value = (os.environ if environ is None else environ).get(env)
     if value is None:
-        source = f" (Key Vault secret {secret!r})" if secret else ""
-        raise ConnectionsError(
-            f"connection {connection!r}: {env} is not set: it holds the {field}{source}; run "
-            "`azpytest prepare` with the profiles input, or load the environment it wrote"
-        )
+        raise ConnectionsError(errors.connection_variable_unset(connection, field, env, secret))
     return value
 
 
@@ -558,9 +552,9 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError:
-        raise ConnectionsError(f"{path} is not valid YAML; rerun `azpytest prepare`") from None
+        raise ConnectionsError(errors.connections_not_yaml(path)) from None
     if not isinstance(data, dict) or not isinstance(data.get("connections"), dict):
-        raise ConnectionsError(f"{path} has no connections mapping; rerun `azpytest prepare`")
+        raise ConnectionsError(errors.connections_no_mapping(path))
     return data
 
 
@@ -591,7 +585,7 @@ def dbt_token(path: Path) -> tuple[str, str] | None:
 
 def _load(name: str, fields: Any, environ: Mapping[str, str] | None) -> Connection:
     if not isinstance(fields, dict) or fields.get("kind") not in KINDS:
-        raise ConnectionsError(f"connection {name!r}: no kind ({' or '.join(KINDS)})")
+        raise ConnectionsError(errors.connection_no_kind(name, KINDS))
     kind = str(fields["kind"])
 
     def get(field: str) -> str | None:
@@ -602,10 +596,10 @@ def _load(name: str, fields: Any, environ: Mapping[str, str] | None) -> Connecti
 
     port_text = get("port") or str(DEFAULT_PORT[kind])
     if not port_text.strip().isdigit():
-        raise ConnectionsError(f"connection {name!r}: the port {port_text!r} is not a number")
+        raise ConnectionsError(errors.connection_port_not_number(name, port_text))
     host, database = get("host"), get("database")
     if not host or not database:
-        raise ConnectionsError(f"connection {name!r}: host and database are required")
+        raise ConnectionsError(errors.connection_needs_host(name))
     password = fields.get("password")
     auth = str(fields.get("auth", "password"))
     return Connection(

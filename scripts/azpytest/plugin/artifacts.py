@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from azpytest import errors
 from azpytest.plugin.common import setting
 from azpytest.rundir import ARTIFACTS
 
@@ -131,7 +132,7 @@ def _write_failure(item: pytest.Item, report: pytest.TestReport, writer: Artifac
             else:
                 writer.write(nodeid, name, content)
         except OSError as exc:
-            writer.write(nodeid, f"{name}.error.txt", f"could not collect {name}: {exc}")
+            writer.write(nodeid, f"{name}.error.txt", errors.not_collected(name, exc))
 
 
 class ArtifactCollector:

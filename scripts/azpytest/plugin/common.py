@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
+from azpytest import errors
+
 if TYPE_CHECKING:
-    from azpytest.errors import Diagnosis
     from azpytest.masking import Scrubber
 
 # The loggers `--integration-debug` turns up: azure-core's HTTP log, the credentials, ours.
@@ -19,14 +20,18 @@ DEBUG_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.iden
 
 
 def unavailable(what: str, fix: str) -> NoReturn:
-    """Skip locally, fail in CI, with the same one-line reason."""
-    message = f"azpytest: {what}; {fix}"
+    """Skip locally, fail in CI, with the same one-line reason: what is missing; the fix."""
+    skip_or_fail(errors.unavailable(what, fix))
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip locally, fail in CI (CI=true), with the same one-line reason."""
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message} (failing rather than skipping because CI=true)", pytrace=False)
-    pytest.skip(message)
+        pytest.fail(errors.failing_in_ci(reason), pytrace=False)
+    pytest.skip(reason)
 
 
-def fail_diagnosis(exc: Diagnosis) -> NoReturn:
+def fail_diagnosis(exc: errors.Diagnosis) -> NoReturn:
     """Fail the test with the diagnosis's whole text (what, cause, fix), no traceback."""
     pytest.fail(exc.text(), pytrace=False)
 
@@ -40,7 +45,7 @@ def setting(name: str) -> str | None:
         return from_environment(name, os.environ)
     except InputError as exc:
         problem = str(exc)
-    pytest.fail(f"azpytest: {problem}", pytrace=False)
+    pytest.fail(errors.fixture_failed(problem), pytrace=False)
 
 
 def prepared() -> dict[str, Any]:

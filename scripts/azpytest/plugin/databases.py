@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from azpytest import errors
 from azpytest.clouds import PUBLIC
-from azpytest.plugin.common import fail_diagnosis, setting, unavailable
+from azpytest.plugin.common import fail_diagnosis, setting, skip_or_fail
 
 if TYPE_CHECKING:
     import psycopg
@@ -35,32 +36,21 @@ def azpytest_connections() -> dict[str, Connection]:
 
     path = setting("connections")
     if not path:
-        unavailable(
-            "no connections were prepared (AZPYTEST_CONNECTIONS is not set)",
-            "set the profiles input of `azpytest prepare`",
-        )
+        skip_or_fail(errors.NO_CONNECTIONS)
     try:
         return profiles.load_connections(Path(path))
     except (OSError, ValueError) as exc:
-        pytest.fail(f"azpytest: cannot read {path}: {exc}", pytrace=False)
+        pytest.fail(errors.connections_unreadable(path, exc), pytrace=False)
 
 
 def _pick(connections: dict[str, Connection], name: str | None, kind: str) -> Connection:
     candidates = {n: c for n, c in connections.items() if c.kind == kind}
     if name is None:
         if len(candidates) != 1:
-            pytest.fail(
-                f"azpytest: name the {kind} connection to use: one of "
-                f"{', '.join(sorted(candidates)) or 'none'}",
-                pytrace=False,
-            )
+            pytest.fail(errors.name_the_connection(kind, candidates), pytrace=False)
         return next(iter(candidates.values()))
     if name not in candidates:
-        pytest.fail(
-            f"azpytest: no {kind} connection named {name!r} (prepared: "
-            f"{', '.join(sorted(candidates)) or 'none'})",
-            pytrace=False,
-        )
+        pytest.fail(errors.no_such_connection(kind, name, candidates), pytrace=False)
     return candidates[name]
 
 
@@ -72,12 +62,10 @@ def _token_scope(spec: Connection) -> str:
 
 def _pg_password(spec: Connection, credential: Callable[[], Identity]) -> str:
     if spec.auth == "entra":
-        from azpytest.errors import Diagnosis
-
         try:
             # A fresh token for every new connection: a long session never uses an old one.
             return credential().get_token(_token_scope(spec)).token
-        except Diagnosis as exc:
+        except errors.Diagnosis as exc:
             fail_diagnosis(exc)
     return spec.password()
 
@@ -130,16 +118,10 @@ def azure_sql_connection(
     try:
         import pyodbc  # type: ignore[import-not-found]
     except ImportError:
-        pytest.skip(
-            "azpytest: azure_sql_connection needs pyodbc and the Microsoft ODBC Driver "
-            "18 for SQL Server: pip install pyodbc; apt-get install msodbcsql18"
-        )
+        pytest.skip(errors.NO_PYODBC)
     drivers = [d for d in pyodbc.drivers() if "SQL Server" in d]
     if not drivers:
-        pytest.skip(
-            "azpytest: no SQL Server ODBC driver installed: apt-get install msodbcsql18 "
-            "(https://learn.microsoft.com/sql/connect/odbc/linux-mac/)"
-        )
+        pytest.skip(errors.NO_ODBC_DRIVER)
     from azpytest.clouds import SQL_COPT_SS_ACCESS_TOKEN
     from azpytest.profiles import azure_sql_token_struct
 

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from azpytest import errors
 from azpytest.plugin.artifacts import ArtifactCollector
-from azpytest.plugin.common import setting, unavailable
+from azpytest.plugin.common import setting, skip_or_fail
 
 if TYPE_CHECKING:
     from azpytest.dbt import DbtResult
@@ -43,9 +44,7 @@ class DbtRunner:
         self._collector.collect("dbt.log", path=result.log_path)
         if check and not result.ok:
             detail = "\n".join(result.error_lines) or result.stdout[-2000:]
-            pytest.fail(
-                f"dbt {' '.join(args)} failed (exit {result.returncode}):\n{detail}", pytrace=False
-            )
+            pytest.fail(errors.dbt_failed(args, result.returncode, detail), pytrace=False)
         return result
 
     def build(self, *args: str, check: bool = True, target: str | None = None) -> DbtResult:
@@ -67,15 +66,9 @@ def dbt(
 ) -> DbtRunner:
     project = request.config.getini("azpytest_dbt_project") or setting("dbt-project")
     if not project:
-        unavailable(
-            "no dbt project configured",
-            "set azpytest_dbt_project in pytest.ini or AZPYTEST_DBT_PROJECT",
-        )
+        skip_or_fail(errors.NO_DBT_PROJECT)
     profiles = os.environ.get("DBT_PROFILES_DIR")
     if not profiles:
-        unavailable(
-            "no dbt profile was prepared (DBT_PROFILES_DIR is not set)",
-            "add a dbt section to the profiles input of `azpytest prepare`",
-        )
+        skip_or_fail(errors.NO_DBT_PROFILE)
     folder = Path(str(request.config.rootpath)) / str(project)
     return DbtRunner(folder, Path(profiles), tmp_path / "dbt-target", artifact_collector)

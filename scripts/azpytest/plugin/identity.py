@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from azpytest.plugin.common import fail_diagnosis, prepared, unavailable
+from azpytest import errors
+from azpytest.plugin.common import fail_diagnosis, prepared, skip_or_fail
 
 if TYPE_CHECKING:
     from azpytest.identity import Identity
@@ -26,10 +27,7 @@ def azure_credential() -> Iterator[Identity]:
     try:
         loaded = settings.load({}, os.environ)
     except settings.InputError as exc:
-        unavailable(
-            f"no Azure identity configured ({exc})",
-            "set AZURE_TENANT_ID and AZURE_CLIENT_ID, or run `azpytest prepare` first",
-        )
+        skip_or_fail(errors.no_identity(exc))
     who = identity.build(loaded, Workflow(os.environ, out=sys.__stdout__))
     yield who
     who.close()
@@ -40,11 +38,9 @@ def azure_token(azure_credential: Identity) -> Callable[[str], str]:
     """`azure_token(scope)`: a current access token for the scope (renewed as needed)."""
 
     def token(scope: str) -> str:
-        from azpytest.errors import Diagnosis
-
         try:
             return azure_credential.get_token(scope).token
-        except Diagnosis as exc:
+        except errors.Diagnosis as exc:
             fail_diagnosis(exc)
 
     return token
@@ -60,13 +56,10 @@ class PreparedSecrets:
     def __getitem__(self, name: str) -> str:
         env = self.env_by_name.get(name)
         if env is None:
-            raise KeyError(
-                f"secret {name!r} was not prepared; add it to the secrets input "
-                f"(prepared: {', '.join(sorted(self.env_by_name)) or 'none'})"
-            )
+            raise KeyError(errors.secret_not_prepared(name, self.env_by_name))
         value = os.environ.get(env)
         if value is None:
-            raise KeyError(f"secret {name!r} was prepared into {env}, which is not set here")
+            raise KeyError(errors.secret_variable_unset(name, env))
         return value
 
     def __contains__(self, name: object) -> bool:
@@ -80,10 +73,7 @@ class PreparedSecrets:
 def keyvault() -> PreparedSecrets:
     record = prepared()
     if not record.get("secrets"):
-        unavailable(
-            "no Key Vault secrets were prepared",
-            "run `azpytest prepare` with key-vault and secrets set",
-        )
+        skip_or_fail(errors.NO_SECRETS_PREPARED)
     return PreparedSecrets({s["name"]: s["env"] for s in record["secrets"]})
 
 
@@ -93,6 +83,6 @@ def keyvault_secret(keyvault: PreparedSecrets) -> Callable[[str], str]:
         try:
             return keyvault[name]
         except KeyError as exc:
-            pytest.fail(f"azpytest: {exc.args[0]}", pytrace=False)
+            pytest.fail(errors.fixture_failed(exc.args[0]), pytrace=False)
 
     return secret

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from azpytest import errors
 from azpytest.plugin.artifacts import artifact_state, failed
-from azpytest.plugin.common import prepared, unavailable
+from azpytest.plugin.common import prepared, skip_or_fail
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, CoreV1Api, V1ObjectMeta
@@ -20,10 +21,7 @@ if TYPE_CHECKING:
 def kubeconfig() -> Path:
     path = os.environ.get("KUBECONFIG") or prepared().get("kubeconfig")
     if not path or not Path(path).is_file():
-        unavailable(
-            "no AKS kubeconfig was prepared",
-            "set aks-resource-group and aks-cluster for `azpytest prepare`",
-        )
+        skip_or_fail(errors.NO_KUBECONFIG)
     return Path(path)
 
 
@@ -63,7 +61,7 @@ def _exec_failure(kubeconfig: Path) -> str | None:
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"the credential plugin {plugin.get('command')!r} could not run: {exc}"
+        return errors.exec_plugin_not_run(plugin.get("command"), exc)
     return done.stderr.strip() if done.returncode != 0 else None
 
 
@@ -129,11 +127,7 @@ def real_aks_cluster(kubeconfig: Path, kube_client: ApiClient) -> ApiClient:
     except ApiException as exc:
         # The client only logs a failing exec plugin and sends no token: a bare 401.
         reason = _exec_failure(kubeconfig) if exc.status == 401 else None
-        pytest.fail(
-            f"azpytest: the AKS cluster refused the job's identity: HTTP {exc.status} "
-            f"{exc.reason}" + (f"\n{reason}" if reason else ""),
-            pytrace=False,
-        )
+        pytest.fail(errors.cluster_refused(exc.status, exc.reason, reason), pytrace=False)
     except Exception as exc:  # the exec plugin's reason, a network failure: say which
-        pytest.fail(f"azpytest: the AKS cluster is not reachable: {exc}", pytrace=False)
+        pytest.fail(errors.cluster_unreachable(exc), pytrace=False)
     return kube_client

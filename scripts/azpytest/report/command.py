@@ -187,9 +187,7 @@ def _outputs(report: Report, workflow: Workflow, junit_paths: Sequence[Path], fi
         size += len(node_id.encode("utf-8")) + 1
         if size > FAILED_TESTS_LIMIT:
             workflow.warning(
-                f"failed-tests names the first {len(ids)} of {len(unique)} failed "
-                "tests: GitHub caps a step output's size",
-                title="azpytest report",
+                errors.failed_tests_capped(len(ids), len(unique)), title=errors.REPORT_TITLE
             )
             break
         ids.append(node_id)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from azpytest import errors
 from azpytest.github import Workflow
 from azpytest.report.model import CELL, MESSAGE_LINES, Counts, Failure, Report
 
@@ -206,12 +207,10 @@ def annotate(report: Report, workflow: Workflow, limit: int) -> None:
     """`::error` at each failure's file and line, the most useful first; then one notice."""
     shown = report.shown
     for failure in shown[:limit]:
-        lines = [failure.message] if failure.message else []
-        lines += [e for e in failure.explanation if e not in lines]
-        lines = lines[:MESSAGE_LINES]
-        lines += [f"also: {note}" for note in failure.notes]
         workflow.error(
-            "\n".join(lines) or failure.kind,
+            errors.failure_annotation(
+                failure.message, failure.explanation, failure.notes, failure.kind, MESSAGE_LINES
+            ),
             title=_clip(failure.node_id, 500),
             file=failure.file,
             line=failure.line,
@@ -219,12 +218,4 @@ def annotate(report: Report, workflow: Workflow, limit: int) -> None:
     failing = report.counts.failed + report.counts.errors
     more = failing - min(limit, len(shown))
     if more > 0:
-        if failing <= TABLE_ROWS:
-            are = "failures are" if more > 1 else "failure is"
-            text = f"{more} more {are} listed in the job summary"
-        else:
-            text = (
-                f"{more} more failures: the job summary lists the first {TABLE_ROWS} failures "
-                "and the step's failed-tests output names every one"
-            )
-        workflow.notice(text, title="azpytest report")
+        workflow.notice(errors.more_failures(more, failing, TABLE_ROWS), title=errors.REPORT_TITLE)

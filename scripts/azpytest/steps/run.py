@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from azpytest import errors
 from azpytest.github import Workflow
 from azpytest.report.junit import failed_node_ids
 from azpytest.rundir import AZ_CONFIG, ENV_VARIABLE
@@ -122,13 +123,8 @@ def run(settings: Settings, workflow: Workflow) -> int:
     workflow.set_output("junit-path", str(junit))
     print(f"azpytest: pytest exited {code} after {elapsed:.1f} s; JUnit: {junit}", flush=True)
     if code == NO_TESTS and not options.allow_no_tests:
-        selection = " ".join(tests) or "(the default selection)"
         workflow.error(
-            f"pytest collected no tests for {selection}"
-            + (f" with -m {options.markers!r}" if options.markers else "")
-            + ". A filter that matches nothing would pass as green; fix the tests/markers "
-            "inputs, or set allow-no-tests: true if an empty run is expected.",
-            title="azpytest run: no tests collected",
+            errors.no_tests_collected(tests, options.markers), title=errors.NO_TESTS_TITLE
         )
         return NO_TESTS
     if code == NO_TESTS:
@@ -253,9 +249,5 @@ def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> 
         try:
             return run_forwarding(command, env, None)
         except OSError as exc:
-            print(
-                f"azpytest exec: error: cannot run {command[0]!r}: {exc.strerror}",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(errors.cannot_run(command[0], exc.strerror), file=sys.stderr, flush=True)
             return 126 if isinstance(exc, PermissionError) else 127
