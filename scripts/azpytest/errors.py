@@ -101,11 +101,14 @@ def no_oidc_request(environ: Mapping[str, str]) -> Diagnosis:
                     "your Azure."
                 ),
                 fix=(
-                    "Run the Azure tests for fork pull requests after review instead: trigger "
-                    "them with `pull_request_target` on a labelled, reviewed PR (checking out "
-                    "the PR head only after review) or with `workflow_dispatch`, and skip the "
-                    "job for forks:\n\n```yaml\nif: "
-                    "github.event.pull_request.head.repo.full_name == github.repository\n```"
+                    "Skip the Azure job for fork pull requests, keeping pushes and pull "
+                    "requests from branches of this repository:\n\n```yaml\nif: "
+                    "github.event_name != 'pull_request' || "
+                    "!github.event.pull_request.head.repo.fork\n```\n\nand run the fork's "
+                    "tests after review with `workflow_dispatch` on its branch. Do not switch "
+                    "to `pull_request_target` to get a token: it runs with this repository's "
+                    "permissions, so checking out and running the fork's code there hands that "
+                    "code your Azure access."
                 ),
             )
     return Diagnosis(
@@ -332,6 +335,25 @@ def secret_skipped(*, vault: str, secret: str, state: str, glob: str) -> str:
     """Warning: a secret a glob matched is disabled, expired or not yet valid."""
     return (
         f"Key Vault secret {secret!r} of {vault} is {state}; skipped (taken by the glob {glob!r})"
+    )
+
+
+def secret_name_denied(*, vault: str, secret: str, env: str, glob: str) -> str:
+    """Warning: a glob matched a secret whose variable would change how programs start."""
+    return (
+        f"Key Vault secret {secret!r} of {vault} would set {env}, which changes how later "
+        f"steps' programs start or which credential they use; skipped (taken by the glob "
+        f"{glob!r}). Map it to another name to use it: `MY_{env}: {secret}`"
+    )
+
+
+def secret_too_short(*, vault: str, secret: str, env: str) -> str:
+    """Warning: a value so short that masking it blanks pieces of unrelated log text."""
+    return (
+        f"Key Vault secret {secret!r} of {vault} ({env}) is shorter than 4 characters: the "
+        "runner masks it wherever those characters appear in the log, inside other words too, "
+        "and files are not scrubbed of it. Store a longer value, or keep it out of the "
+        "secrets if it is not secret (a port, a region)."
     )
 
 

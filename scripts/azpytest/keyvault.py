@@ -25,7 +25,8 @@ from azure.core.exceptions import (
 
 from azpytest import errors, http
 from azpytest.identity import Identity
-from azpytest.inputs import env_name_for
+from azpytest.inputs import denied_variable, env_name_for
+from azpytest.masking import MIN_SCRUBBED
 from azpytest.settings import Settings
 
 MAX_WORKERS = 32
@@ -129,7 +130,16 @@ def fetch(settings: Settings, identity: Identity, audit: AuditLog) -> list[Fetch
                         )
                     )
                     continue
-                wanted.append((name, env_name_for(name)))
+                env = env_name_for(name)
+                if denied_variable(env):
+                    audit.record(identity, vault, name, props.version, "skipped: denied name")
+                    identity.workflow.warning(
+                        errors.secret_name_denied(
+                            vault=vault, secret=name, env=env, glob=spec.source
+                        )
+                    )
+                    continue
+                wanted.append((name, env))
         futures = [
             pool.submit(_get, client, settings, identity, audit, vault, name, env)
             for name, env in wanted
@@ -170,6 +180,8 @@ def _get(
         raise
     value = secret.value or ""
     identity.workflow.mask(value)  # before anything else can print it
+    if 0 < len(value.strip()) < MIN_SCRUBBED:
+        identity.workflow.warning(errors.secret_too_short(vault=vault, secret=name, env=env))
     props = secret.properties
     state = _state(props.enabled, props.expires_on, props.not_before)
     if state:

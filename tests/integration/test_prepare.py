@@ -167,6 +167,57 @@ def test_named_secret_mapping_and_glob_skips_disabled_with_warning(
     )
 
 
+def test_a_glob_never_exports_a_name_that_changes_how_programs_start(
+    make_sandbox: Callable[..., Sandbox], actions_step: Step
+) -> None:
+    sandbox = make_sandbox(
+        world(
+            {
+                "bash-env": "/tmp/evil.sh",
+                "ld-preload": "/tmp/evil.so",
+                "path": "/tmp/evil-bin",
+                "pg-host": "db.internal",
+                "pg-port": "54",
+            }
+        )
+    )
+    result = actions_step(
+        sandbox, "prepare", env={"AZPYTEST_KEY_VAULT": "kv-app", "AZPYTEST_SECRETS": "- '*'"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.env_file["PG_HOST"] == "db.internal"
+    assert not {"BASH_ENV", "LD_PRELOAD", "PATH"} & set(result.env_file)
+    denied = [w for w in result.commands("warning") if "changes how later steps" in w]
+    assert denied == [
+        f"Key Vault secret {name!r} of kv-app would set {env}, which changes how later steps' "
+        f"programs start or which credential they use; skipped (taken by the glob '*'). Map it "
+        f"to another name to use it: `MY_{env}: {name}`"
+        for name, env in (("bash-env", "BASH_ENV"), ("ld-preload", "LD_PRELOAD"), ("path", "PATH"))
+    ]
+    # A two-character value is still masked, with one warning that names the secret.
+    assert result.env_file["PG_PORT"] == "54"
+    assert "::add-mask::54" in result.stdout
+    short = [w for w in result.commands("warning") if "shorter than 4 characters" in w]
+    assert len(short) == 1 and short[0].startswith("Key Vault secret 'pg-port' of kv-app (PG_PORT)")
+    assert "54" not in short[0]
+
+
+def test_an_explicit_mapping_to_a_denied_name_exits_2_with_one_line(
+    sandbox: Sandbox, actions_step: Step
+) -> None:
+    result = actions_step(
+        sandbox,
+        "prepare",
+        env={"AZPYTEST_KEY_VAULT": "kv-app", "AZPYTEST_SECRETS": "BASH_ENV: pg-host"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "azpytest prepare: error: secrets: BASH_ENV <- pg-host: a secret may not set BASH_ENV, "
+        "which changes how later steps' programs start or which credential they use; map it "
+        "to another name (`MY_BASH_ENV: pg-host`)"
+    ]
+
+
 def test_named_disabled_secret_is_an_error(
     make_sandbox: Callable[..., Sandbox], actions_step: Step
 ) -> None:
@@ -216,7 +267,12 @@ def test_fork_pull_request_gets_its_own_explanation(
     )
     assert result.returncode == 1
     assert "the pull request comes from a fork" in result.summary
-    assert "pull_request_target" in result.summary
+    # The condition keeps push and same-repository pull requests (not only forks' absence).
+    assert (
+        "if: github.event_name != 'pull_request' || !github.event.pull_request.head.repo.fork"
+        in result.summary
+    )
+    assert "Do not switch to `pull_request_target` to get a token" in result.summary
 
 
 def test_subject_mismatch_shows_assertion_and_the_credential_to_create(
