@@ -900,6 +900,15 @@ def more_failures(more: int, failing: int, table_rows: int) -> str:
     )
 
 
+def all_skipped(count: int, top_reason: str) -> str:
+    """Every test was skipped: nothing was tested, which must not pass as green."""
+    return (
+        f"All {count} tests were skipped, so nothing was tested (the most frequent reason: "
+        f"{top_reason}). The job summary lists every reason. Fix what skips them, or set "
+        "allow-all-skipped: true if a run with every test skipped is expected."
+    )
+
+
 def failed_tests_capped(named: int, failed: int) -> str:
     return (
         f"failed-tests names the first {named} of {failed} failed tests: GitHub caps a "

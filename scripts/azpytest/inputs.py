@@ -247,6 +247,13 @@ INPUTS: tuple[Input, ...] = (
         steps=("report",),
         flags=("--fail-on-failure",),
     ),
+    Input(
+        "allow-all-skipped",
+        "report: do not fail when every test was skipped (green needs a test that ran)",
+        REPORT,
+        kind="bool",
+        steps=("report",),
+    ),
     # ------------------------------------------------------------ read by the pytest plugin
     Input(
         "artifacts-dir",

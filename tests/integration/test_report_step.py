@@ -266,6 +266,68 @@ def test_fail_on_test_failure_as_the_action_passes_it(
     assert result.stderr == (bad if code == 2 else "")
 
 
+ALL_SKIPPED = """
+import os
+import pytest
+
+CLUSTER = os.environ.get("AKS_CLUSTER_NAME")
+needs_cluster = pytest.mark.skipif(CLUSTER is None, reason="AKS_CLUSTER_NAME is not set")
+
+@needs_cluster
+def test_pods(): pass
+
+@needs_cluster
+def test_services(): pass
+
+@needs_cluster
+def test_ingress(): pass
+
+def test_feature_flag():
+    pytest.skip("flag off")
+"""
+
+
+@pytest.mark.parametrize("allow", ["", "true"])
+def test_every_test_skipped_is_not_green_and_the_reasons_are_listed(
+    pytester: pytest.Pytester, actions_step: Step, allow: str
+) -> None:
+    pytester.makepyfile(test_cluster=ALL_SKIPPED)
+    junit = _junit(pytester, "junit.xml")
+    env = {"AZPYTEST_FAIL_ON_TEST_FAILURE": "true", "AZPYTEST_ALLOW_ALL_SKIPPED": allow}
+    result = actions_step(None, "report", str(junit), "--root", str(pytester.path), env=env)
+
+    assert result.summary.startswith("### ⚠️ no test ran: 4 skipped in "), result.summary
+    pytest.LineMatcher(result.summary.splitlines()).fnmatch_lines(
+        [
+            "#### Skipped (4)",
+            "",
+            "| Reason | Tests |",
+            "| --- | ---: |",
+            "| AKS_CLUSTER_NAME is not set | 3 |",
+            "| flag off | 1 |",
+        ]
+    )
+    if allow:
+        assert result.returncode == 0
+        assert result.commands("error") == []
+    else:
+        assert result.returncode == 1
+        assert result.commands("error") == [
+            "All 4 tests were skipped, so nothing was tested (the most frequent reason: "
+            "AKS_CLUSTER_NAME is not set). The job summary lists every reason. Fix what skips "
+            "them, or set allow-all-skipped: true if a run with every test skipped is expected."
+        ]
+
+
+def test_a_run_with_some_skips_lists_them_and_stays_green(
+    shop: pytest.Pytester, actions_step: Step
+) -> None:
+    junit = _junit(shop, "junit.xml")
+    result = actions_step(None, "report", str(junit), "--root", str(shop.path))
+    assert "#### Skipped (1)" in result.summary
+    assert "no test ran" not in result.summary
+
+
 def test_annotations_are_capped_with_a_notice(
     pytester: pytest.Pytester, actions_step: Step
 ) -> None:

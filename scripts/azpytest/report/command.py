@@ -120,6 +120,7 @@ def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Work
     if not patterns and args.run_dir:
         patterns = [str(RunDir(Path(args.run_dir)).junit)]
     fail_on_failure = bool(args.fail_on_test_failure) or flag_of("fail-on-test-failure", environ)
+    allow_all_skipped = bool(args.allow_all_skipped) or flag_of("allow-all-skipped", environ)
     root = Path(args.root or environ.get("GITHUB_WORKSPACE") or Path.cwd())
     if not root.is_dir():
         raise InputError("--root", f"{root} is not a folder: pass the repository's root")
@@ -160,6 +161,11 @@ def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Work
         print(scrub(render_text(report, junit_paths)), flush=True)
     _outputs(report, workflow, junit_paths, inputs[0][0])
     failing = report.counts.failed + report.counts.errors
+    if report.counts.all_skipped and not allow_all_skipped:
+        # Green needs a test that ran: a typo'd name or a missing variable skips a suite.
+        top = report.skip_reasons[0][1] if report.skip_reasons else "no reason given"
+        workflow.error(errors.all_skipped(report.counts.skipped, top), title=errors.REPORT_TITLE)
+        failing += 1
     return 1 if fail_on_failure and failing else 0
 
 

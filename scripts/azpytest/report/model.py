@@ -19,6 +19,7 @@ from azpytest.report.junit import local_name, node_id_of, stream
 
 SLOWEST = 10  # tests in the list of the slowest
 CELL = 300  # characters of a table cell
+SKIP_REASONS = 200  # distinct skip reasons counted (the rest are counted together)
 DETAIL_LINES = (15, 25)  # head and tail lines of a traceback shown in <details>
 DETAIL_CHARS = 6000
 MESSAGE_LINES = 8  # lines of an annotation's message
@@ -45,6 +46,11 @@ class Counts:
     @property
     def total(self) -> int:
         return self.passed + self.failed + self.errors + self.skipped + self.xfailed
+
+    @property
+    def all_skipped(self) -> bool:
+        """Tests were collected and every one was skipped: nothing was tested."""
+        return self.skipped > 0 and self.skipped == self.total
 
     def add(self, other: Counts) -> None:
         self.passed += other.passed
@@ -106,6 +112,8 @@ class Report:
     errors: list[Failure]  # the first `keep`, in file order
     failed_ids: list[str]  # every failed and errored test, in file order
     slowest: list[tuple[float, str, str]]  # (seconds, node id, outcome), slowest first
+    skip_reasons: list[tuple[int, str]] = field(default_factory=list)  # (tests, reason)
+    other_skips: int = 0  # skipped tests whose reason was not kept (past SKIP_REASONS)
 
     @property
     def shown(self) -> list[Failure]:
@@ -134,6 +142,8 @@ class Reader:
         self.slowest: list[tuple[float, int, str, str]] = []  # a min-heap
         self.order = 0
         self.shards: list[Shard] = []
+        self.skips: dict[str, int] = {}  # reason -> tests, at most SKIP_REASONS reasons
+        self.other_skips = 0
 
     def read(self, path: Path, label: str) -> Shard:
         shard = Shard(path, label)
@@ -190,6 +200,7 @@ class Reader:
             else:
                 outcome = "skipped"
                 counts.skipped += 1
+                self._skip(skipped)
             self._time(seconds, element, outcome)
             return outcome, seconds
         node_id = self._node_id(element)
@@ -260,8 +271,17 @@ class Reader:
             seconds=seconds,
         )
 
+    def _skip(self, skipped: ET.Element) -> None:
+        """Count the skip under its reason (pytest's `message`), a bounded number of them."""
+        reason = " ".join((skipped.get("message") or "no reason given").split())[:CELL]
+        if reason in self.skips or len(self.skips) < SKIP_REASONS:
+            self.skips[reason] = self.skips.get(reason, 0) + 1
+        else:
+            self.other_skips += 1
+
     def report(self) -> Report:
         slowest = sorted(self.slowest, reverse=True)
+        reasons = sorted(((n, self.scrub(r)) for r, n in self.skips.items()), key=lambda x: -x[0])
         return Report(
             shards=self.shards,
             counts=self.counts,
@@ -269,6 +289,8 @@ class Reader:
             errors=self.errors,
             failed_ids=self.failed_ids,
             slowest=[(s, self.scrub(n), k) for s, _, n, k in slowest if s > 0],
+            skip_reasons=reasons,
+            other_skips=self.other_skips,
         )
 
 

@@ -22,6 +22,7 @@ SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a step summary over 1 MiB
 SUMMARY_MARGIN = 16 * 1024
 TABLE_ROWS = 50  # failures listed in the summary
 SHARD_ROWS = 100
+SKIP_ROWS = 20  # skip reasons listed in the summary
 
 
 def _duration(seconds: float) -> str:
@@ -43,13 +44,15 @@ def verdict(counts: Counts) -> str:
     said = ", ".join(part for part in parts if part)
     if not said:
         return "no tests ran"
+    if counts.all_skipped:
+        return f"no test ran: {said} in {_duration(counts.seconds)}"
     return f"{said} in {_duration(counts.seconds)}"
 
 
 def _icon(counts: Counts) -> str:
     if counts.failed or counts.errors:
         return "❌"
-    return "✅" if counts.total else "⚠️"
+    return "✅" if counts.total and not counts.all_skipped else "⚠️"
 
 
 def _clip(text: str, limit: int = CELL) -> str:
@@ -94,7 +97,7 @@ def render_summary(report: Report, limit: int) -> str:
         f"| {counts.xfailed} | {counts.total} | {_duration(counts.seconds)} |",
         "",
     ]
-    tail: list[str] = []
+    tail: list[str] = _skips(report)
     if report.slowest:
         tail += [
             f"#### Slowest {len(report.slowest)} tests",
@@ -127,6 +130,26 @@ def render_summary(report: Report, limit: int) -> str:
         tail_text = ""
     budget = limit - _size(head_text) - _size(tail_text)
     return head_text + _failures(report, budget) + tail_text
+
+
+def _skips(report: Report) -> list[str]:
+    """The skip reasons, grouped, the most frequent first: a typo'd name or a missing
+    variable that skips a whole suite shows here."""
+    if not report.skip_reasons:
+        return []
+    lines = [
+        f"#### Skipped ({report.counts.skipped})",
+        "",
+        "| Reason | Tests |",
+        "| --- | ---: |",
+        *(f"| {_cell(reason)} | {count} |" for count, reason in report.skip_reasons[:SKIP_ROWS]),
+    ]
+    more = len(report.skip_reasons) - SKIP_ROWS
+    rest = sum(count for count, _ in report.skip_reasons[SKIP_ROWS:]) + report.other_skips
+    if rest:
+        reasons = f"{more} more reasons" if more > 0 else "more reasons"
+        lines.append(f"\n_…and {rest} tests skipped for {reasons}._")
+    return [*lines, ""]
 
 
 def _failures(report: Report, budget: int) -> str:
