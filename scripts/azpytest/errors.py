@@ -886,18 +886,32 @@ def failure_annotation(
     said += [line for line in explanation if line not in said]
     said = said[:lines]
     said += [f"also: {note}" for note in notes]
-    return "\n".join(said) or kind
+    return clip_annotation("\n".join(said) or kind)
 
 
-def more_failures(more: int, failing: int, table_rows: int) -> str:
+def more_failures(more: int, failing: int, table_rows: int, named: int, failed: int) -> str:
     """The notice after the annotations: where the failures not annotated are."""
     if failing <= table_rows:
         are = "failures are" if more > 1 else "failure is"
         return f"{more} more {are} listed in the job summary"
+    says = "every one" if named >= failed else f"the first {named} of {failed}"
     return (
         f"{more} more failures: the job summary lists the first {table_rows} failures "
-        "and the step's failed-tests output names every one"
+        f"and the step's failed-tests output names {says}"
     )
+
+
+ANNOTATION_LIMIT = 4096  # bytes of an annotation's message the runner keeps
+_CLIPPED = "… (clipped: the job summary holds the whole failure)"
+
+
+def clip_annotation(text: str) -> str:
+    """An annotation's message within what the runner keeps, saying where the rest is."""
+    data = text.encode("utf-8")
+    if len(data) <= ANNOTATION_LIMIT:
+        return text
+    room = ANNOTATION_LIMIT - len(_CLIPPED.encode("utf-8"))
+    return data[:room].decode("utf-8", errors="ignore") + _CLIPPED
 
 
 def all_skipped(count: int, top_reason: str) -> str:

@@ -3,17 +3,19 @@ streaming reader's errors, the merged file's escaping and the input list."""
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from azpytest.github import Workflow
 from azpytest.masking import Scrubber
 from azpytest.report.command import resolve_inputs
 from azpytest.report.junit import node_id_of
 from azpytest.report.merge import write_merged
 from azpytest.report.model import Counts, Failure, Reader, Report, locate
-from azpytest.report.summary import render_summary, verdict
+from azpytest.report.summary import annotate, render_summary, verdict
 from azpytest.settings import InputError
 
 
@@ -211,6 +213,32 @@ def test_summary_stays_within_its_byte_budget(limit: int) -> None:
         assert "_Some failures are left out to keep this summary under GitHub's 1 MiB cap._" in (
             summary
         )
+
+
+def test_a_huge_failure_message_is_clipped_in_its_annotation_with_a_pointer() -> None:
+    failure = _failure(1, message="assert " + "x" * 5_000_000, explanation=[])
+    out = io.StringIO()
+    annotate(_report([failure]), Workflow({"GITHUB_ACTIONS": "true"}, out=out), 10)
+    line = out.getvalue().splitlines()[0]
+    message = line.split("::", 2)[2]
+    assert len(message.encode()) <= 4096
+    assert message.endswith("… (clipped: the job summary holds the whole failure)")
+
+
+def test_every_message_about_failed_tests_says_the_same_when_it_is_capped() -> None:
+    # 3,000 failures with long ids: more than GitHub lets one output hold.
+    failures = [_failure(n, node_id=f"tests/test_x.py::test_{n}_{'p' * 120}") for n in range(3000)]
+    report = _report(failures)
+    named, failed = report.failed_tests()
+    assert failed == 3000 and 0 < len(named) < 3000
+    assert sum(len(n.encode()) + 1 for n in named) <= 256 * 1024
+    summary = render_summary(report, 1_000_000)
+    assert f"output names the first {len(named)} of 3000._" in summary
+    out = io.StringIO()
+    annotate(report, Workflow({"GITHUB_ACTIONS": "true"}, out=out), 10)
+    notice = out.getvalue().splitlines()[-1]
+    assert notice.endswith(f"failed-tests output names the first {len(named)} of 3000")
+    assert "every one" not in summary + out.getvalue()
 
 
 # ---------------------------------------------------------------------------- reading

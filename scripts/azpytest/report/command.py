@@ -36,7 +36,6 @@ from azpytest.report.summary import (
 from azpytest.rundir import ARTIFACTS, JUNIT, RunDir
 
 DEFAULT_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations per step
-FAILED_TESTS_LIMIT = 256 * 1024  # bytes of the failed-tests output; GitHub caps outputs at 1 MB
 
 _NATURAL = re.compile(r"(\d+)")
 
@@ -186,15 +185,7 @@ def _outputs(report: Report, workflow: Workflow, junit_paths: Sequence[Path], fi
     workflow.set_output("junit-path", "\n".join(str(path) for path in junit_paths))
     artifacts = first.resolve().parent / ARTIFACTS
     workflow.set_output("artifacts-path", str(artifacts) if artifacts.is_dir() else "")
-    ids: list[str] = []
-    size = 0
-    unique = list(dict.fromkeys(report.failed_ids))  # shards may rerun a test
-    for node_id in unique:
-        size += len(node_id.encode("utf-8")) + 1
-        if size > FAILED_TESTS_LIMIT:
-            workflow.warning(
-                errors.failed_tests_capped(len(ids), len(unique)), title=errors.REPORT_TITLE
-            )
-            break
-        ids.append(node_id)
+    ids, failed = report.failed_tests()
+    if len(ids) < failed:
+        workflow.warning(errors.failed_tests_capped(len(ids), failed), title=errors.REPORT_TITLE)
     workflow.set_output("failed-tests", " ".join(ids))

@@ -19,6 +19,7 @@ from azpytest.report.junit import local_name, node_id_of, stream
 
 SLOWEST = 10  # tests in the list of the slowest
 CELL = 300  # characters of a table cell
+FAILED_TESTS_LIMIT = 256 * 1024  # bytes of the failed-tests output; GitHub caps outputs at 1 MB
 SKIP_REASONS = 200  # distinct skip reasons counted (the rest are counted together)
 DETAIL_LINES = (15, 25)  # head and tail lines of a traceback shown in <details>
 DETAIL_CHARS = 6000
@@ -119,6 +120,20 @@ class Report:
     def shown(self) -> list[Failure]:
         """The most useful first: failures before errors, each in file order."""
         return self.failures + self.errors
+
+    def failed_tests(self) -> tuple[list[str], int]:
+        """The node ids the `failed-tests` output names (within GitHub's cap on an output's
+        size), and how many distinct failed tests there are: every message about that output
+        says the same."""
+        unique = list(dict.fromkeys(self.failed_ids))  # shards may rerun a test
+        named: list[str] = []
+        size = 0
+        for node_id in unique:
+            size += len(node_id.encode("utf-8")) + 1
+            if size > FAILED_TESTS_LIMIT:
+                break
+            named.append(node_id)
+        return named, len(unique)
 
 
 def _seconds(text: str | None) -> float:

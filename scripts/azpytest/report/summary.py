@@ -187,7 +187,9 @@ def _failures(report: Report, budget: int) -> str:
     notes: list[str] = []
     if failing > len(rows):
         more = failing - len(rows)
-        notes.append(f"_…and {more} more; the step's `failed-tests` output names every one._")
+        named, failed = report.failed_tests()
+        says = "every one" if len(named) >= failed else f"the first {len(named)} of {failed}"
+        notes.append(f"_…and {more} more; the step's `failed-tests` output names {says}._")
     details: list[str] = []
     for failure in (f for f in rows if f.text):
         where = f" — {html.escape(failure.location)}" if failure.location else ""
@@ -241,4 +243,8 @@ def annotate(report: Report, workflow: Workflow, limit: int) -> None:
     failing = report.counts.failed + report.counts.errors
     more = failing - min(limit, len(shown))
     if more > 0:
-        workflow.notice(errors.more_failures(more, failing, TABLE_ROWS), title=errors.REPORT_TITLE)
+        named, failed = report.failed_tests()
+        workflow.notice(
+            errors.more_failures(more, failing, TABLE_ROWS, len(named), failed),
+            title=errors.REPORT_TITLE,
+        )
