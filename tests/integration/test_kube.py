@@ -213,6 +213,23 @@ def test_prepare_writes_a_kubeconfig_that_runs_kube_token_and_holds_no_token(
 
 
 @needs_kubectl
+def test_the_cluster_is_exported_under_the_names_existing_suites_read(
+    sandbox: Sandbox, actions_step: Step
+) -> None:
+    # A job that gave the subscription as an input only (the sandbox sets the variable).
+    job = {**AKS, "AZURE_SUBSCRIPTION_ID": "", "AZPYTEST_SUBSCRIPTION_ID": SUB}
+    result = actions_step(sandbox, "prepare", env=job)
+    prepared_kubeconfig(result)
+    assert result.env_file["AZURE_SUBSCRIPTION_ID"] == SUB
+    assert result.env_file["AZURE_RESOURCE_GROUP"] == RG
+    assert result.env_file["AZURE_AKS_CLUSTER_NAME"] == CLUSTER
+    # A value the job set stays the job's.
+    result = actions_step(sandbox, "prepare", env={**AKS, "AZURE_RESOURCE_GROUP": "rg-mine"})
+    prepared_kubeconfig(result)
+    assert "AZURE_RESOURCE_GROUP" not in result.env_file
+    assert result.env_file["AZURE_AKS_CLUSTER_NAME"] == CLUSTER
+
+
 def test_kubectl_lists_namespaces_with_the_kubeconfig(
     sandbox: Sandbox, actions_step: Step, tmp_path: Path
 ) -> None:

@@ -34,7 +34,23 @@ def test_plugin_registers_marker_and_option(pytester: pytest.Pytester) -> None:
         ["@pytest.mark.integration: the test uses real Azure or database resources*"]
     )
     result = pytester.runpytest("--help")
-    result.stdout.fnmatch_lines(["*--integration-debug*log azure-core HTTP requests*"])
+    result.stdout.fnmatch_lines(["*--azpytest-debug*log azure-core HTTP requests*"])
+
+
+def test_a_suite_keeps_its_own_options_of_common_names(pytester: pytest.Pytester) -> None:
+    # The plugin loads into every pytest run: every option it adds is under --azpytest-.
+    pytester.makeconftest(
+        """
+        def pytest_addoption(parser):
+            parser.addoption("--integration-debug", action="store_true")
+            parser.addoption("--debug-mode", action="store_true")
+        """
+    )
+    pytester.makepyfile(
+        "def test_it(request):\n    assert request.config.getoption('integration_debug')\n"
+    )
+    result = pytester.runpytest("--integration-debug")
+    result.assert_outcomes(passed=1)
 
 
 def test_plugin_is_inert_without_configuration(
@@ -184,7 +200,7 @@ def test_debug_log_masks_prepared_values(
             logging.getLogger("azpytest.db").debug("connecting with password=%s", password)
         """
     )
-    result = pytester.runpytest_subprocess("--integration-debug", "-s")
+    result = pytester.runpytest_subprocess("--azpytest-debug", "-s")
     result.assert_outcomes(passed=1)
     result.stderr.fnmatch_lines(["* azpytest.db DEBUG connecting with password=***"])
     assert "s3cr3t-Pa55word" not in result.stdout.str() + result.stderr.str()

@@ -39,7 +39,7 @@ pytest_plugins = [
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("azpytest", "azpytest: Azure integration tests")
     group.addoption(
-        "--integration-debug",
+        "--azpytest-debug",
         action="store_true",
         default=False,
         help="log azure-core HTTP requests and answers (headers redacted, secrets masked)",
@@ -59,5 +59,5 @@ def pytest_configure(config: pytest.Config) -> None:
         debug = flag_of("debug", os.environ)  # the action's debug input, or RUNNER_DEBUG
     except InputError as exc:
         raise pytest.UsageError(f"azpytest: {exc}") from None
-    if debug or config.getoption("integration_debug", default=False):
+    if debug or config.getoption("azpytest_debug", default=False):
         debug_logging()

@@ -1,5 +1,5 @@
 """What every fixture family shares: the skip-or-fail rule, failing with a diagnosis, the
-record `azpytest prepare` left, and the masked debug log of `--integration-debug`."""
+record `azpytest prepare` left, and the masked debug log of `--azpytest-debug`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from azpytest import errors
 if TYPE_CHECKING:
     from azpytest.masking import Scrubber
 
-# The loggers `--integration-debug` turns up: azure-core's HTTP log, the credentials, ours.
+# The loggers `--azpytest-debug` turns up: azure-core's HTTP log, the credentials, ours.
 DEBUG_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity", "azpytest")
 
 

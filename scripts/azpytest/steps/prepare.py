@@ -67,6 +67,14 @@ def run(settings: Settings, workflow: Workflow) -> int:
     if kubeconfig is not None:
         workflow.set_env("KUBECONFIG", str(kubeconfig))
         workflow.set_output("kubeconfig-path", str(kubeconfig))
+        # The names existing AKS suites read the cluster from; never over a value the job set.
+        for name, value in (
+            ("AZURE_SUBSCRIPTION_ID", settings.subscription_id),
+            ("AZURE_RESOURCE_GROUP", settings.aks_resource_group),
+            ("AZURE_AKS_CLUSTER_NAME", settings.aks_cluster),
+        ):
+            if value and not workflow.environ.get(name):
+                workflow.set_env(name, value)
     if settings.profiles is not None:
         from azpytest import profiles
 
