@@ -251,3 +251,39 @@ def test_a_skip_or_xfail_reason_with_a_masked_value_keeps_pytests_outcome(
     written = result.stdout.str() + result.stderr.str() + junit.read_text()
     assert "warehouse-7f3a" not in written
     assert junit.read_text().count("<skipped") == 3
+
+
+def test_a_parametrize_id_made_from_a_masked_value_is_replaced_at_the_source(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.write_prepared({"secrets": [], "masked_env": ["DB_HOST"]})
+    clean_env.setenv("AZPYTEST_RUN_DIR", str(run_dir.path))
+    clean_env.setenv("DB_HOST", "warehouse-7f3a.internal")
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("host", [os.environ["DB_HOST"], "localhost"])
+        def test_reach(host):
+            assert host == "localhost"
+        """
+    )
+    junit = tmp_path / "junit.xml"
+    durations = tmp_path / "durations.json"
+    result = pytester.runpytest_subprocess(
+        "-v", f"--junitxml={junit}", "--store-durations", f"--durations-path={durations}"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*::test_reach[[]host-secret-*[]] FAILED*"])
+    cache = pytester.path / ".pytest_cache"
+    written = (
+        result.stdout.str()
+        + result.stderr.str()
+        + junit.read_text()
+        + durations.read_text()
+        + "".join(p.read_text() for p in cache.rglob("*") if p.is_file())
+    )
+    assert "warehouse-7f3a" not in written
+    result.stdout.fnmatch_lines(["*::test_reach[[]localhost[]] PASSED*"])  # others unchanged

@@ -4,6 +4,7 @@ beside the JUnit file (its traceback, its captured output, what it asked to keep
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -55,6 +56,19 @@ def artifact_state(config: pytest.Config) -> ArtifactState:
         state = ArtifactState(writer=writer, scrubber=scrubber)
         config.stash[_ARTIFACTS] = state
     return state
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """A parametrize id made from a masked value would carry it into the log, JUnit's
+    `name=`, the durations file, artifact paths and `.pytest_cache`: such a value gets a
+    stable id of its own instead (`secret-<hash>`), the same in every run and shard."""
+    if not isinstance(val, str | bytes):
+        return None  # pytest's own id of other values is `argname` + index, not the value
+    scrubber = artifact_state(config).scrubber
+    text = val.decode("utf-8", "replace") if isinstance(val, bytes) else val
+    if not scrubber or scrubber.text(text) == text:
+        return None
+    return f"{argname}-secret-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 @pytest.hookimpl(wrapper=True)
