@@ -152,7 +152,7 @@ class _Source:
         self.env = dict(environ)
         self.notes: list[str] = []
         spec = BY_NAME["env-file"]
-        given = flags.get(spec.name) or environ.get(spec.variable)
+        given = (flags.get(spec.name) or environ.get(spec.variable) or "").strip()
         if given:
             check_text(spec.name, given, spec.kind)
         path = Path(given) if given else Path(".env")
@@ -453,7 +453,8 @@ def _durations(path: Path | None) -> Path | None:
     if path is None or kind is None:
         return path
     if kind != "file":
-        raise InputError(name, f"{path} is {'a folder' if kind == 'folder' else 'not a file'}")
+        what = "a folder" if kind == "folder" else "not a file"
+        raise InputError(name, f"{path} is {what}; give the durations file an earlier run wrote")
     try:
         if path.stat().st_size > FILE_LIMIT:
             raise InputError(name, f"{path} is over {FILE_LIMIT >> 20} MiB")
@@ -488,10 +489,10 @@ def _python(value: str | None, environ: Mapping[str, str]) -> str | None:
     name = "python"
     if value is None:
         return None
+    if " " in value and _kind_of(name, Path(value)) is None:
+        raise InputError(name, f"{value!r} has arguments; give the interpreter alone")
     if "/" in value:
         kind = _kind_of(name, Path(value))
-        if kind is None and " " in value:
-            raise InputError(name, f"{value!r} has arguments; give the interpreter alone")
         if kind is None:
             raise InputError(name, f"{value} does not exist")
         if kind != "file":
@@ -502,8 +503,7 @@ def _python(value: str | None, environ: Mapping[str, str]) -> str | None:
     else:
         found = shutil.which(value, path=environ.get("PATH", ""))
         if found is None:
-            extra = "; give the interpreter alone" if " " in value else ""
-            raise InputError(name, f"{value!r} is not a program on PATH{extra}")
+            raise InputError(name, f"{value!r} is not a program on PATH")
         executable = found
     script = "import sys; print('%d.%d' % sys.version_info[:2])"
     try:
