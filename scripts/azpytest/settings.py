@@ -310,6 +310,8 @@ def load_run_dir(flags: Mapping[str, Any], environ: Mapping[str, str]) -> RunDir
             value = read_dotenv(env_file).get("AZPYTEST_RUN_DIR", "").strip()
         except (OSError, UnicodeDecodeError, InputError):
             value = ""
+    if value:
+        check_text("run-dir", value, "path")  # its own input: a bad one is one line
     return RunDir(_run_dir(value or None, environ))
 
 

@@ -336,6 +336,13 @@ def _azpytest(
             id="file name too long",
         ),
         pytest.param(
+            ["cleanup", "--run-dir", "r" * 300],
+            {},
+            "azpytest cleanup: error: run-dir: a part of the path is 300 bytes long; the limit "
+            "is 255",
+            id="cleanup: file name too long",
+        ),
+        pytest.param(
             ["run"],
             {b"AZPYTEST_PYTHON": b"python3 -X dev"},
             "azpytest run: error: python: 'python3 -X dev' has arguments; give the interpreter "
