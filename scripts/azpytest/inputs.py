@@ -11,15 +11,24 @@ Where an input is read:
 - `plugin`: read by the pytest plugin from the test process's environment.
 Precedence: flag > the variables in order > a `.env` file (filling only what is unset) >
 the old azure/aks-set-context name > default.
+
+What any input may hold, checked where it is read (`check`), before any grammar of its own:
+UTF-8 text, at most 64 KiB for the YAML inputs (`secrets`, `profiles`, `tests`, `pytest-args`)
+and 4 KiB for every other; no control character but in the YAML inputs' line breaks and tabs;
+a path's parts at most 255 bytes each. YAML is read by `load_yaml` alone: no anchors or
+aliases, no key given twice. A value that breaks a rule is an `InputError` naming the input,
+whose text is one line (control characters in it are escaped).
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from azpytest.clouds import CLOUDS, DEFAULT_AUDIENCE
 
@@ -40,14 +49,30 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 STEPS = ("prepare", "run", "exec", "cleanup")  # the steps that take every identity/run input
 
+YAML_LIMIT = 64 * 1024  # bytes of a YAML input (secrets, profiles, tests, pytest-args)
+TEXT_LIMIT = 4 * 1024  # bytes of any other input: a name, an id, a path, an expression
+NAME_MAX = 255  # bytes of one part of a path (a longer one is "File name too long")
+_MULTILINE = ("yaml", "words")  # the kinds whose values may span lines (YAML text)
+
 
 class InputError(ValueError):
-    """A user's input that cannot work; `input` names it as the user spelled it."""
+    """A user's input that cannot work; `input` names it as the user spelled it. Its text is
+    one line: a control character (a line break in a value it quotes) is escaped."""
 
     def __init__(self, input_name: str, problem: str) -> None:
+        input_name, problem = one_line(input_name), one_line(problem)
         super().__init__(f"{input_name}: {problem}")
         self.input = input_name
         self.problem = problem
+
+
+def one_line(text: str) -> str:
+    """`text` with every character that is not printable escaped (`\\n`, `\\udcff`)."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
 
 
 @dataclass(frozen=True)
@@ -55,7 +80,7 @@ class Input:
     name: str  # the action input and the CLI flag (--name)
     help: str
     group: str
-    kind: str = "text"  # text | bool | int | choice | words (a YAML list or shell words)
+    kind: str = "text"  # text | bool | int | choice | path | yaml | words (a YAML list or words)
     env: tuple[str, ...] = ()  # standard variables read after AZPYTEST_<NAME>
     default: str | None = None
     choices: tuple[str, ...] = ()
@@ -134,6 +159,7 @@ INPUTS: tuple[Input, ...] = (
         "secrets",
         "YAML: ENV_NAME: secret-name lines, or a list of names and prefix globs",
         IDENTITY,
+        kind="yaml",
     ),
     Input(
         "aks-resource-group",
@@ -147,11 +173,13 @@ INPUTS: tuple[Input, ...] = (
         "profiles",
         "YAML: connections (postgres, azure-sql) and the dbt profile, from Key Vault",
         IDENTITY,
+        kind="yaml",
     ),
     Input(
         "run-dir",
         "folder for this run's files (default $RUNNER_TEMP/azpytest/<run>)",
         IDENTITY,
+        kind="path",
         action=False,
         steps=(*STEPS, "report"),
     ),
@@ -159,6 +187,7 @@ INPUTS: tuple[Input, ...] = (
         "env-file",
         "the .env file to fill unset variables from (default ./.env)",
         IDENTITY,
+        kind="path",
         action=False,
     ),
     Input(
@@ -178,12 +207,13 @@ INPUTS: tuple[Input, ...] = (
         RUN,
         kind="words",
     ),
-    Input("working-directory", "where pytest runs", RUN),
+    Input("working-directory", "where pytest runs", RUN, kind="path"),
     Input("workers", "pytest-xdist workers (-n): a number or auto", RUN),
     Input(
         "junit-path",
         "the JUnit XML file (default <run-dir>/junit.xml)",
         RUN,
+        kind="path",
         steps=(*STEPS, "report"),
     ),
     Input(
@@ -195,12 +225,18 @@ INPUTS: tuple[Input, ...] = (
         minimum=1,
     ),
     Input("shard-index", "this shard, 0 to shard-count - 1", RUN, kind="int", default="0"),
-    Input("durations-path", "test durations from an earlier run, to balance the shards", RUN),
+    Input(
+        "durations-path",
+        "test durations from an earlier run, to balance the shards",
+        RUN,
+        kind="path",
+    ),
     Input("allow-no-tests", "do not fail when pytest collects no tests", RUN, kind="bool"),
     Input(
         "rerun-failed-from",
         "run only the tests that failed or errored in this JUnit file",
         RUN,
+        kind="path",
     ),
     Input(
         "reruns",
@@ -213,6 +249,7 @@ INPUTS: tuple[Input, ...] = (
         "python",
         "the interpreter that runs pytest (default: azpytest's)",
         RUN,
+        kind="path",
         action=False,
     ),
     Input(
@@ -259,6 +296,7 @@ INPUTS: tuple[Input, ...] = (
         "artifacts-dir",
         "where failed tests' files go (default: artifacts/ beside the JUnit file)",
         PLUGIN,
+        kind="path",
         steps=(),
         action=False,
         plugin=True,
@@ -267,6 +305,7 @@ INPUTS: tuple[Input, ...] = (
         "connections",
         "the connections.yaml the database fixtures read (prepare sets it)",
         PLUGIN,
+        kind="path",
         steps=(),
         action=False,
         plugin=True,
@@ -283,6 +322,7 @@ INPUTS: tuple[Input, ...] = (
         "dbt-project",
         "the dbt project folder of the dbt fixture (or the azpytest_dbt_project ini key)",
         PLUGIN,
+        kind="path",
         steps=(),
         action=False,
         plugin=True,
@@ -291,6 +331,7 @@ INPUTS: tuple[Input, ...] = (
         "migrations",
         "folder of .sql files pg_schema applies once (or the azpytest_migrations ini key)",
         PLUGIN,
+        kind="path",
         steps=(),
         action=False,
         plugin=True,
@@ -323,13 +364,15 @@ def for_step(step: str) -> tuple[Input, ...]:
 
 
 def check(spec: Input, value: str | None) -> str | None:
-    """The value as given (stripped), or the default; InputError if a bool, int or choice is
-    not one. Inputs with a grammar of their own are checked by their reader."""
+    """The value as given (stripped), or the default; InputError if it is not text any input
+    may hold (`check_text`) or a bool, int or choice is not one. Inputs with a grammar of their
+    own are checked by their reader."""
     value = value.strip() if value is not None else None
     if not value:
         value = spec.default
     if value is None:
         return None
+    check_text(spec.name, value, spec.kind)
     if spec.kind == "bool":
         if value.lower() not in ("true", "false"):
             raise InputError(spec.name, f"{value!r} is not true or false")
@@ -345,6 +388,33 @@ def check(spec: Input, value: str | None) -> str | None:
     if spec.kind == "choice" and value.lower() not in spec.choices:
         raise InputError(spec.name, f"{value!r} is not one of {', '.join(spec.choices)}")
     return value.lower() if spec.kind == "choice" else value
+
+
+def check_text(name: str, value: str, kind: str = "text") -> None:
+    """InputError unless `value` is UTF-8 text within the input's size limit, on one line
+    (but for YAML), and, for a path, without a part longer than the system takes."""
+    bad = next((c for c in value if "\ud800" <= c <= "\udfff"), None)
+    if bad is not None:  # os.environ keeps bytes that are not UTF-8 as lone surrogates
+        raise InputError(name, "holds bytes that are not UTF-8 text")
+    size = len(value.encode("utf-8"))
+    limit = YAML_LIMIT if kind in _MULTILINE else TEXT_LIMIT
+    if size > limit:
+        raise InputError(name, f"is {size} bytes long; the limit is {limit // 1024} KiB")
+    allowed = "\t\n\r" if kind in _MULTILINE else ""
+    control = next((c for c in value if _is_control(c) and c not in allowed), None)
+    if control is not None:
+        where = "write it on one line" if control in "\n\r" else "remove it"
+        raise InputError(name, f"holds the control character {control!r}; {where}")
+    if kind == "path":
+        part = next((p for p in value.split("/") if len(p.encode("utf-8")) > NAME_MAX), None)
+        if part is not None:
+            raise InputError(
+                name, f"a part of the path is {len(part.encode())} bytes long; the limit is 255"
+            )
+
+
+def _is_control(c: str) -> bool:
+    return c < " " or "\x7f" <= c <= "\x9f"
 
 
 def raw_value(spec: Input, environ: Mapping[str, str]) -> tuple[str, str] | None:
@@ -401,43 +471,29 @@ def env_name_for(secret: str) -> str:
 def parse_secrets(text: str) -> tuple[SecretSpec, ...]:
     """The `secrets` input: a YAML mapping `ENV_NAME: secret-name`, or a list of secret names
     and prefix globs (`pg-*`, `*`) whose variables are derived (`pg-host` -> `PG_HOST`)."""
-    import yaml  # here: the pytest plugin imports this module at every start-up
-
     if not text.strip():
         return ()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise InputError(
-            "secrets",
-            f"not valid YAML{where}; write `ENV_NAME: secret-name` lines or a list of secret names",
-        ) from None
+    data = load_yaml(
+        "secrets",
+        text,
+        "not valid YAML{where}; write `ENV_NAME: secret-name` lines or a list of secret names",
+    )
     if isinstance(data, str):
         data = [item for item in re.split(r"[\s,]+", data) if item]
     specs: list[SecretSpec] = []
     if isinstance(data, dict):
-        for env, source in data.items():
-            env, source = str(env), str(source) if source is not None else ""
-            if not ENV_NAME.match(env):
-                raise InputError("secrets", f"{env!r} is not an environment variable name")
-            if "*" in source:
-                raise InputError(
-                    "secrets",
-                    f"{env}: {source!r}: a glob takes many secrets; list "
-                    f"it (`- {source}`) instead of mapping it",
-                )
-            _check_secret_name(source)
-            _check_target(env, source)
-            specs.append(SecretSpec(source=source, env=env))
+        specs.extend(_mapped(env, source) for env, source in data.items())
     elif isinstance(data, list):
         for item in data:
             if isinstance(item, dict) and len(item) == 1:
                 ((env, source),) = item.items()
-                specs.extend(parse_secrets(yaml.safe_dump({env: source})))
+                specs.append(_mapped(env, source))
                 continue
-            source = str(item)
+            if not isinstance(item, str):
+                raise InputError(
+                    "secrets", f"{item!r} is not a secret name; quote it (YAML read another type)"
+                )
+            source = item
             if "*" in source:
                 if not _SECRET_GLOB.match(source):
                     raise InputError(
@@ -458,6 +514,96 @@ def parse_secrets(text: str) -> tuple[SecretSpec, ...]:
     if duplicate:
         raise InputError("secrets", f"{duplicate} is the target of two secrets")
     return tuple(specs)
+
+
+def _mapped(env: Any, source: Any) -> SecretSpec:
+    """One `ENV_NAME: secret-name` pair of the `secrets` input."""
+    if not isinstance(env, str):  # `true: pg-host` would export True
+        raise InputError(
+            "secrets",
+            f"the key {env!r} is not an environment variable name; quote it if it is one "
+            "(YAML read another type)",
+        )
+    if source is not None and not isinstance(source, str):
+        raise InputError(
+            "secrets", f"{env}: {source!r} is not a secret name; quote it (YAML read another type)"
+        )
+    source = source or ""
+    if not ENV_NAME.match(env):
+        raise InputError("secrets", f"{env!r} is not an environment variable name")
+    if "*" in source:
+        raise InputError(
+            "secrets",
+            f"{env}: {source!r}: a glob takes many secrets; list "
+            f"it (`- {source}`) instead of mapping it",
+        )
+    _check_secret_name(source)
+    _check_target(env, source)
+    return SecretSpec(source=source, env=env)
+
+
+# ---------------------------------------------------------------------------- YAML
+
+
+def load_yaml(name: str, text: str, invalid: str) -> Any:
+    """The YAML input `name`, read by the one loader of azpytest: PyYAML's safe loader that
+    refuses anchors and aliases (a few hundred bytes of them expand to gigabytes) and a key
+    given twice (YAML would keep the last silently). Any problem is an InputError; `invalid`
+    is the text for a document that is not YAML (`{where}` becomes " (line N)")."""
+    import yaml  # here: the pytest plugin imports this module at every start-up
+
+    try:
+        return yaml.load(text, Loader=_loader())  # a SafeLoader (below)
+    except _Refused as exc:
+        raise InputError(name, f"{exc.problem} (line {exc.line})") from None
+    except RecursionError:
+        raise InputError(name, "nested too deeply to read") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        # ValueError: a scalar YAML types but cannot build (a timestamp of month 13).
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise InputError(name, invalid.format(where=where)) from None
+
+
+class _Refused(Exception):
+    def __init__(self, problem: str, line: int) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.line = line
+
+
+@functools.cache
+def _loader() -> type[Any]:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """PyYAML's SafeLoader without anchors, aliases, or a mapping key given twice."""
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            if getattr(event, "anchor", None) is not None:  # an anchor (&a) or an alias (*a)
+                raise _Refused(
+                    "YAML anchors and aliases (&name, *name) are not supported; write the "
+                    "value out",
+                    event.start_mark.line + 1,
+                )
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise _Refused(
+                            f"the key {key!r} is given twice", key_node.start_mark.line + 1
+                        )
+                    seen.add(key)
+                except TypeError:  # unhashable: the SafeLoader refuses it just below
+                    pass
+            return super().construct_mapping(node, deep)
+
+    return Loader
 
 
 # Variables that change how programs start, or which credential the tests use: a vault secret

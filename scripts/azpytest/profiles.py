@@ -62,7 +62,7 @@ import yaml
 
 from azpytest import errors
 from azpytest.clouds import PUBLIC
-from azpytest.inputs import SECRET_NAME, InputError, SecretSpec
+from azpytest.inputs import SECRET_NAME, InputError, SecretSpec, load_yaml
 from azpytest.rundir import CONNECTIONS, PROFILES, RunDir
 
 INPUT = "profiles"
@@ -178,14 +178,9 @@ def _unknown(where: str, key: Any, known: tuple[str, ...]) -> InputError:
 
 def parse(text: str) -> ProfilesSpec:
     """Validate the `profiles` input; any problem is one InputError line naming the field."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise InputError(
-            INPUT, f"not valid YAML{where}; write a `connections:` mapping (and optionally `dbt:`)"
-        ) from None
+    data = load_yaml(
+        INPUT, text, "not valid YAML{where}; write a `connections:` mapping (and optionally `dbt:`)"
+    )
     if not isinstance(data, dict):
         raise InputError(INPUT, "expected a mapping with `connections:` (and optionally `dbt:`)")
     for key in data:
@@ -198,7 +193,13 @@ def parse(text: str) -> ProfilesSpec:
             "expected a mapping of connection names to their fields, e.g. "
             "`connections: {warehouse: {kind: postgres, ...}}`",
         )
-    connections = tuple(_connection(str(name), fields) for name, fields in raw.items())
+    for name in raw:
+        if not isinstance(name, str):  # `true:` would become a connection named True
+            raise _fail(
+                "connections",
+                f"the name {name!r} is not text; quote it (YAML read another type)",
+            )
+    connections = tuple(_connection(name, fields) for name, fields in raw.items())
     variables: dict[str, str] = {}
     for connection in connections:
         for name in [v.env for _, v in connection.values() if v.env] + [connection.token_env]:
@@ -549,9 +550,10 @@ def _lookup(
 
 
 def _read(path: Path) -> dict[str, Any]:
+    text = Path(path).read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError:
+        data = load_yaml("connections", text, "not valid YAML")
+    except InputError:
         raise ConnectionsError(errors.connections_not_yaml(path)) from None
     if not isinstance(data, dict) or not isinstance(data.get("connections"), dict):
         raise ConnectionsError(errors.connections_no_mapping(path))

@@ -9,24 +9,40 @@ the standard `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_SUBSCRIPTION_ID`) > a 
 (filling only what is unset) > the old azure/aks-set-context names > defaults. Bad input
 raises `InputError`, which the entry point turns into exit code 2 and one line naming the
 input and the fix.
+
+Every input is checked here, before any step makes a file or a request: what any value may
+hold (inputs.check: UTF-8, 64 KiB for YAML and 4 KiB for the rest, one line, path parts), then
+its grammar. A file the inputs name is read only if it is small (`FILE_LIMIT`); a folder the
+run makes must be one it can make; `python` is run once to learn its version.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shlex
+import shutil
+import stat
+import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from azpytest.clouds import CLOUDS, DEFAULT_AUDIENCE, Cloud
-from azpytest.inputs import BY_NAME, ENV_NAME, SecretSpec, check, parse_secrets, raw_value
+from azpytest.inputs import (
+    BY_NAME,
+    ENV_NAME,
+    SecretSpec,
+    check,
+    check_text,
+    load_yaml,
+    parse_secrets,
+    raw_value,
+)
 from azpytest.inputs import InputError as InputError
 from azpytest.rundir import RunDir
 
@@ -39,6 +55,11 @@ _TENANT_DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _VAULT_NAME = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
 _RESOURCE_GROUP = re.compile(r"^[-\w._()]{1,90}$")
 _CLUSTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,61}[A-Za-z0-9]?$")
+# A URI (scheme:rest) of visible ASCII: what Entra's federated credentials take (<= 600).
+_AUDIENCE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[!-~]{1,590}$")
+FILE_LIMIT = 16 * 1024 * 1024  # bytes of a file an input names (.env, durations)
+MIN_PYTHON = (3, 10)
+PYTHON_TIMEOUT = 30  # seconds `python` has to print its version
 
 
 @dataclass(frozen=True)
@@ -131,11 +152,16 @@ class _Source:
         self.env = dict(environ)
         self.notes: list[str] = []
         spec = BY_NAME["env-file"]
-        given = flags.get(spec.name) or environ.get(spec.variable)
+        given = (flags.get(spec.name) or environ.get(spec.variable) or "").strip()
+        if given:
+            check_text(spec.name, given, spec.kind)
         path = Path(given) if given else Path(".env")
         self.env_file: Path | None = None
-        if path.is_file():
+        kind = _kind_of(spec.name, path)
+        if kind == "file":
             try:
+                if path.stat().st_size > FILE_LIMIT:
+                    raise InputError(f"env-file {path}", f"is over {FILE_LIMIT >> 20} MiB")
                 values = read_dotenv(path)
             except (OSError, UnicodeDecodeError) as exc:
                 reason = getattr(exc, "strerror", None) or "not UTF-8 text"
@@ -143,6 +169,10 @@ class _Source:
             for key, value in values.items():
                 self.env.setdefault(key, value)  # the environment always wins
             self.env_file = path
+        elif given and kind == "folder":
+            raise InputError("env-file", f"{path} is a folder; give the .env file in it")
+        elif given and kind == "other":
+            raise InputError("env-file", f"{path} is not a file")
         elif given:
             raise InputError("env-file", f"{path} does not exist")
         elif not self.in_actions:
@@ -200,18 +230,18 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
         client_id=client_id.lower() if client_id else None,
         subscription_id=subscription_id.lower() if subscription_id else None,
         cloud=cloud,
-        audience=get("audience") or DEFAULT_AUDIENCE,
+        audience=_audience(get("audience")),
         key_vault=key_vault,
         secrets=secrets,
         aks_resource_group=group,
         aks_cluster=cluster,
         aks_admin=get("aks-admin") == "true",
-        run_dir=_run_dir(get("run-dir"), source.env),
+        run_dir=_folder_to_make("run-dir", _run_dir(get("run-dir"), source.env)),
         in_actions=source.in_actions,
         env_file=source.env_file,
         debug=get("debug") == "true",
         profiles=profiles_spec,
-        run=_run_options(get),
+        run=_run_options(get, source.env),
         notes=tuple(dict.fromkeys(source.notes)),
     )
 
@@ -280,6 +310,8 @@ def load_run_dir(flags: Mapping[str, Any], environ: Mapping[str, str]) -> RunDir
             value = read_dotenv(env_file).get("AZPYTEST_RUN_DIR", "").strip()
         except (OSError, UnicodeDecodeError, InputError):
             value = ""
+    if value:
+        check_text("run-dir", value, "path")  # its own input: a bad one is one line
     return RunDir(_run_dir(value or None, environ))
 
 
@@ -289,12 +321,14 @@ def _words(name: str, value: str | None) -> tuple[str, ...]:
         return ()
     text = value.strip()
     if text.startswith(("[", "- ")):
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise InputError(name, "not a valid YAML list; write `- item` lines") from None
+        data = load_yaml(name, text, "not a valid YAML list; write `- item` lines")
         if not isinstance(data, list):
             raise InputError(name, "expected a list of strings")
+        for item in data:  # a number is a word; `true`, `null` or a mapping would be mangled
+            if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+                raise InputError(
+                    name, f"the item {item!r} is not text; quote it (YAML read another type)"
+                )
         return tuple(str(item) for item in data)
     try:
         return tuple(shlex.split(text))
@@ -302,7 +336,7 @@ def _words(name: str, value: str | None) -> tuple[str, ...]:
         raise InputError(name, f"{exc} (quote arguments with spaces)") from None
 
 
-def _run_options(get: Callable[[str], str | None]) -> RunOptions:
+def _run_options(get: Callable[[str], str | None], environ: Mapping[str, str]) -> RunOptions:
     count = int(get("shard-count") or 1)
     index = int(get("shard-index") or 0)
     if index >= count:
@@ -312,7 +346,7 @@ def _run_options(get: Callable[[str], str | None]) -> RunOptions:
             "start at 0: use a matrix over range(shard-count))",
         )
     workers = get("workers")
-    if workers is not None and workers != "auto" and not workers.isdigit():
+    if workers is not None and workers != "auto" and not re.fullmatch(r"[0-9]+", workers):
         raise InputError("workers", f"{workers!r} is neither a number nor auto")
 
     def path(key: str) -> Path | None:
@@ -323,9 +357,9 @@ def _run_options(get: Callable[[str], str | None]) -> RunOptions:
     pattern = get("rerun-failed-from")
     if pattern:
         found = (
-            sorted(glob.glob(pattern, recursive=True))
+            sorted(f for f in glob.glob(pattern, recursive=True) if Path(f).is_file())
             if glob.has_magic(pattern)
-            else ([pattern] if Path(pattern).is_file() else [])
+            else ([pattern] if _kind_of("rerun-failed-from", Path(pattern)) == "file" else [])
         )
         if not found:
             raise InputError(
@@ -335,7 +369,7 @@ def _run_options(get: Callable[[str], str | None]) -> RunOptions:
             )
         rerun_from = tuple(Path(f) for f in found)
     directory = path("working-directory")
-    if directory is not None and not directory.is_dir():
+    if directory is not None and _kind_of("working-directory", directory) != "folder":
         raise InputError("working-directory", f"{directory} is not a folder")
     return RunOptions(
         tests=_words("tests", get("tests")),
@@ -343,18 +377,173 @@ def _run_options(get: Callable[[str], str | None]) -> RunOptions:
         pytest_args=_words("pytest-args", get("pytest-args")),
         working_directory=directory,
         workers=None if workers in (None, "0") else workers,
-        junit_path=path("junit-path"),
+        junit_path=_file_to_write("junit-path", path("junit-path")),
         shard_count=count,
         shard_index=index,
-        durations_path=path("durations-path"),
+        durations_path=_durations(path("durations-path")),
         allow_no_tests=get("allow-no-tests") == "true",
         rerun_failed_from=rerun_from,
         reruns=int(get("reruns") or 0),
-        python=get("python"),
+        python=_python(get("python"), environ),
         broker=None if get("broker") is None else get("broker") == "true",
         kubelogin=get("kubelogin") or "auto",
         defer_test_failure=get("defer-test-failure") == "true",
     )
+
+
+def _kind_of(name: str, path: Path) -> str | None:
+    """ "folder", "file", "other" (a device, a socket...) or None when nothing is there; any
+    other error of the system (a name too long, a loop of links) is the input's one line."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte
+        raise InputError(name, f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
+def _nearest(name: str, path: Path) -> tuple[Path, str | None]:
+    """The path itself or its nearest parent that exists, and what it is."""
+    for candidate in (path, *path.absolute().parents):
+        kind = _kind_of(name, candidate)
+        if kind is not None:
+            return candidate, kind
+    return Path("/"), "folder"
+
+
+def _folder_to_make(name: str, path: Path) -> Path:
+    """`path` if it is a folder this process can write into, or can make: a file there, a
+    file or a folder it cannot write above it, or a system folder (/proc) is one line now,
+    not a traceback when the step makes it."""
+    found, kind = _nearest(name, path)
+    if found == path and kind == "folder":
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise InputError(name, f"{path} is a folder this user cannot write into")
+        return path
+    if kind != "folder":
+        what = "a file" if kind == "file" else "not a folder"
+        if found == path:
+            raise InputError(name, f"{path} is {what}; give a folder")
+        raise InputError(name, f"{path} cannot be made: {found} is {what}")
+    try:  # the one sure test of "can be made": make a folder there, and remove it
+        os.rmdir(tempfile.mkdtemp(prefix=".azpytest-probe-", dir=found))
+    except OSError as exc:
+        raise InputError(name, f"{path} cannot be made in {found} ({exc.strerror})") from None
+    return path
+
+
+def _file_to_write(name: str, path: Path | None) -> Path | None:
+    """A file a step writes (the JUnit file): not a folder, and under a folder (or a path
+    that can become one), not under a file."""
+    if path is None:
+        return None
+    found, kind = _nearest(name, path)
+    if found == path and kind == "folder":
+        raise InputError(name, f"{path} is a folder; give the path of the file to write")
+    if found != path and kind != "folder":
+        raise InputError(name, f"{path} cannot be written: {found} is not a folder")
+    return path
+
+
+def _durations(path: Path | None) -> Path | None:
+    """pytest-split's durations file, checked before pytest reads it (which would be an
+    INTERNALERROR): absent is fine (the first run has none); else a JSON mapping of test ids
+    to seconds (or the older list of [test id, seconds] pairs)."""
+    name = "durations-path"
+    kind = _kind_of(name, path) if path is not None else None
+    if path is None or kind is None:
+        return path
+    if kind != "file":
+        what = "a folder" if kind == "folder" else "not a file"
+        raise InputError(name, f"{path} is {what}; give the durations file an earlier run wrote")
+    try:
+        if path.stat().st_size > FILE_LIMIT:
+            raise InputError(name, f"{path} is over {FILE_LIMIT >> 20} MiB")
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise InputError(name, f"cannot read {path} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise InputError(name, f"{path} is not UTF-8 text") from None
+    except (ValueError, RecursionError):
+        raise InputError(
+            name, f"{path} is not JSON; give the durations file an earlier run wrote"
+        ) from None
+    pairs = data.items() if isinstance(data, dict) else data if isinstance(data, list) else None
+    if pairs is None or not all(
+        isinstance(pair, (list, tuple))
+        and len(pair) == 2
+        and isinstance(pair[0], str)
+        and isinstance(pair[1], (int, float))
+        and not isinstance(pair[1], bool)
+        for pair in pairs
+    ):
+        raise InputError(
+            name,
+            f"{path} is not a mapping of test ids to seconds (the durations file an earlier "
+            "run wrote)",
+        )
+    return path
+
+
+def _python(value: str | None, environ: Mapping[str, str]) -> str | None:
+    """The interpreter for pytest, as given, once it answered with its version (>= 3.10)."""
+    name = "python"
+    if value is None:
+        return None
+    if " " in value and _kind_of(name, Path(value)) is None:
+        raise InputError(name, f"{value!r} has arguments; give the interpreter alone")
+    if "/" in value:
+        kind = _kind_of(name, Path(value))
+        if kind is None:
+            raise InputError(name, f"{value} does not exist")
+        if kind != "file":
+            raise InputError(name, f"{value} is not a file")
+        if not os.access(value, os.X_OK):
+            raise InputError(name, f"{value} is not executable")
+        executable = value
+    else:
+        found = shutil.which(value, path=environ.get("PATH", ""))
+        if found is None:
+            raise InputError(name, f"{value!r} is not a program on PATH")
+        executable = found
+    script = "import sys; print('%d.%d' % sys.version_info[:2])"
+    try:
+        done = subprocess.run(
+            [executable, "-c", script],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            stdin=subprocess.DEVNULL,
+            timeout=PYTHON_TIMEOUT,
+            env=dict(environ),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise InputError(name, f"{value} did not answer in {PYTHON_TIMEOUT} s") from None
+    except OSError as exc:
+        raise InputError(name, f"cannot run {value} ({exc.strerror})") from None
+    version = re.fullmatch(r"(\d+)\.(\d+)", done.stdout.strip())
+    if done.returncode != 0 or version is None:
+        raise InputError(name, f"{value} is not a Python interpreter (-c printed no version)")
+    found_version = (int(version[1]), int(version[2]))
+    if found_version < MIN_PYTHON:
+        raise InputError(
+            name, f"{value} is Python {version[0]}; pytest runs under 3.10 or later here"
+        )
+    return value
+
+
+def _audience(value: str | None) -> str:
+    if value is None:
+        return DEFAULT_AUDIENCE
+    if not _AUDIENCE.match(value):
+        raise InputError(
+            "audience",
+            f"{value!r} is not an audience: a URI of visible characters (no spaces, at most "
+            f"600), as Entra's federated credential has it; default {DEFAULT_AUDIENCE}",
+        )
+    return value
 
 
 def _vault_url(value: str | None, cloud: Cloud) -> str | None:
