@@ -188,7 +188,7 @@ def pinned(action: str) -> str:
     ]
     shas = {m for text in texts for m in re.findall(rf"{action}@([0-9a-f]{{40}})", text)}
     assert len(shas) == 1, f"{action} is pinned to {sorted(shas)}: one SHA expected"
-    return shas.pop()
+    return str(shas.pop())
 
 
 def host_env() -> dict[str, str]:

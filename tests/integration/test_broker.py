@@ -226,7 +226,7 @@ def suite(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def run_dir(result: Any) -> Path:
-    return result.runner_temp / "azpytest" / "12345678901-1-test"
+    return Path(result.runner_temp, "azpytest", "12345678901-1-test")
 
 
 def audit(path: Path) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from azpytest.kube import install_kubelogin, kubelogin_main
 from azpytest.rundir import RunDir
 from azpytest_sandbox import Sandbox
 
-KUBECTL = shutil.which("kubectl")
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 CLUSTER = (
     "/subscriptions/{sub}/resourceGroups/rg-azpytest/providers/"
     "Microsoft.ContainerService/managedClusters/aks-azpytest"

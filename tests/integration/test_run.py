@@ -40,7 +40,7 @@ def junit_cases(path: Path) -> list[tuple[str, str]]:
 
 
 def run_dir(result: Any) -> Path:
-    return result.runner_temp / "azpytest" / "12345678901-1-test"
+    return Path(result.runner_temp, "azpytest", "12345678901-1-test")
 
 
 def test_exit_code_junit_and_live_output(tmp_path: Path, actions_step: Step) -> None:

@@ -40,7 +40,7 @@ def assertion_credential(
 ) -> ClientAssertionCredential:
     return ClientAssertionCredential(
         os.environ["AZURE_TENANT_ID"], os.environ["AZURE_CLIENT_ID"], func, **kwargs
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_github_token_has_the_real_claim_set(sandbox_env: Sandbox) -> None:

@@ -190,7 +190,7 @@ def test_token_of_another_tenant_is_refused(
     # ...and when allowed, Entra finds no such app in that tenant.
     credential = ClientAssertionCredential(
         TENANT,
-        CI_APP["client_id"],
+        str(CI_APP["client_id"]),
         lambda: sandbox.github.issue(),
         additionally_allowed_tenants=["*"],
     )
@@ -201,7 +201,9 @@ def test_token_of_another_tenant_is_refused(
 def test_unknown_vault_fails_at_the_proxy(sandbox_env: Sandbox) -> None:
     kv = SecretClient(
         "https://kv-nowhere.vault.azure.net",
-        ClientAssertionCredential(TENANT, CI_APP["client_id"], lambda: sandbox_env.github.issue()),
+        ClientAssertionCredential(
+            TENANT, str(CI_APP["client_id"]), lambda: sandbox_env.github.issue()
+        ),
         retry_total=0,
     )
     with pytest.raises(ServiceRequestError):

@@ -4,6 +4,7 @@ settings use, every variable the code reads is an input, and the README names th
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def test_every_input_reaches_the_code_through_env() -> None:
 
 def test_every_step_input_is_a_flag_of_its_commands() -> None:
     parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands: dict[str, argparse.ArgumentParser] = subparsers.choices
     for spec in INPUTS:
         for step in spec.steps:
             if step == "report":
