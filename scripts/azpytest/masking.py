@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import quote, quote_plus
 
 import ahocorasick
@@ -126,15 +126,30 @@ class _Automaton:
 
     def scrub(self, text: str) -> str:
         """`text` itself when nothing matches."""
-        spans: list[list[int]] = []
-        for start, stop in self._matches(text):
-            # Matches come by where they end; a longer one may reach back over earlier spans.
-            while spans and start <= spans[-1][1]:
-                start = min(start, spans[-1][0])
-                stop = max(stop, spans.pop()[1])
-            spans.append([start, stop])
-        if not spans:
+        spans: list[tuple[int, int]] = []
+        first = last = -1  # the span being grown
+        # Each piece starts early enough to see the matches that end in it; matches come by
+        # where they end.
+        for offset in range(0, len(text), _PIECE):
+            begin = max(0, offset - self._overlap)
+            for end, length in self._automaton.iter(text[begin : offset + _PIECE]):
+                stop = begin + end + 1
+                if stop <= offset:
+                    continue
+                start = stop - length
+                if start > last:
+                    if last >= 0:
+                        spans.append((first, last))
+                    first = start
+                elif start < first:
+                    # A longer match reaches back, maybe over spans before this one.
+                    first = start
+                    while spans and first <= spans[-1][1]:
+                        first = min(first, spans.pop()[0])
+                last = stop
+        if last < 0:
             return text
+        spans.append((first, last))
         parts: list[str] = []
         done = 0
         for start, stop in spans:
@@ -142,15 +157,6 @@ class _Automaton:
             done = stop
         parts.append(text[done:])
         return "".join(parts)
-
-    def _matches(self, text: str) -> Iterator[tuple[int, int]]:
-        """(start, stop) of every match, in the order of their ends; each piece searched
-        starts early enough to see the matches that end in it."""
-        for offset in range(0, len(text), _PIECE):
-            begin = max(0, offset - self._overlap)
-            for end, length in self._automaton.iter(text[begin : offset + _PIECE]):
-                if begin + end >= offset:
-                    yield begin + end + 1 - length, begin + end + 1
 
 
 def _patterns(values: Iterable[str], *, as_bytes: bool = False) -> set[str]:
@@ -166,17 +172,18 @@ def _patterns(values: Iterable[str], *, as_bytes: bool = False) -> set[str]:
                 if len(form) >= MIN_SCRUBBED:
                     patterns.add(form)
                 continue
-            for i in range(len(form) - MIN_FRAGMENT + 1):
-                fragment = form[i : i + MIN_FRAGMENT]
-                if _holds_a_secret(fragment):
-                    patterns.add(fragment)
+            fragments = {form[i : i + MIN_FRAGMENT] for i in range(len(form) - MIN_FRAGMENT + 1)}
+            if _WHITE_SPACE.isdisjoint(form):
+                patterns |= fragments
+            else:
+                patterns.update(filter(_holds_a_secret, fragments))
     return patterns
 
 
 def _holds_a_secret(fragment: str) -> bool:
     """Half or more of it is not white space: indentation and line breaks tell nothing, and a
     secret holding them must not blank the layout of every file."""
-    white = sum(map(fragment.count, _WHITE_SPACE)) if _WHITE_SPACE & set(fragment) else 0
+    white = sum(map(fragment.count, _WHITE_SPACE))
     return len(fragment) - white >= MIN_FRAGMENT // 2
 
 
