@@ -122,10 +122,13 @@ class _Automaton:
         for pattern in patterns:
             self._automaton.add_word(pattern)
         self._automaton.make_automaton()
-        self._overlap = max(map(len, patterns)) - 1
+        self._empty = not patterns  # a value made of white space only
+        self._overlap = max(map(len, patterns), default=1) - 1
 
     def scrub(self, text: str) -> str:
         """`text` itself when nothing matches."""
+        if self._empty:
+            return text
         spans: list[tuple[int, int]] = []
         first = last = -1  # the span being grown
         # Each piece starts early enough to see the matches that end in it; matches come by

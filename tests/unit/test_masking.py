@@ -264,3 +264,9 @@ def test_indentation_in_a_secret_does_not_blank_the_layout_of_other_files() -> N
     text = '{\n        "name": "shop"\n}\n'
     assert scrubber.text(text) == text
     assert scrubber.text('{\n        "key": "value-of-the-key"\n}') == "{\n    " + MASK
+
+
+def test_a_value_of_white_space_changes_nothing() -> None:
+    scrubber = Scrubber([" \t" * 8])
+    assert scrubber.text("a \t \t \t \t \t \t \t \t b") == "a \t \t \t \t \t \t \t \t b"
+    assert scrubber.data(b"\xff \t \t") == b"\xff \t \t"
