@@ -3,17 +3,18 @@
 The runner hides what `::add-mask::` registered, in the log only (github.py registers the
 forms `mask_forms` gives). Everything else we write — failure artifacts, the JUnit file, the
 job summary, annotations, the test process's debug log — goes through `Scrubber`, which
-replaces with `***` every stretch of `MIN_FRAGMENT` or more characters of a masked value in
-any form it is written in (see `_forms`): pytest shows fragments (an assertion's repr cut to a
-dozen characters from each end, pprint wrapping a long string at its spaces, `-l` cutting at
-240 characters, node ids escaping non-ASCII as `\\xNN`), so whole values are not enough.
+replaces with `***` every stretch of `MIN_FRAGMENT` or more characters of a masked value, in
+any form it is written in (`_escapes`, `_base64_forms`): pytest shows fragments (an
+assertion's repr cut to a dozen characters from each end, pprint wrapping a long string at
+its spaces, `-l` cutting at 240 characters, node ids escaping non-ASCII as `\\xNN`), so whole
+values are not enough.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import quote, quote_plus
 
 import ahocorasick
@@ -163,24 +164,43 @@ class _Automaton:
 
 
 def _patterns(values: Iterable[str], *, as_bytes: bool = False) -> set[str]:
-    """Every fragment of MIN_FRAGMENT characters of each form of each value (but those made
-    mostly of white space), and each whole form shorter than that. With
-    `as_bytes`, fragments of MIN_FRAGMENT bytes of the UTF-8 forms, as Latin-1 text."""
+    """For each value: each stretch of MIN_FRAGMENT of its characters (but those mostly of
+    white space) as each escaping writes it, each stretch of MIN_FRAGMENT characters of its
+    base64, and each whole form shorter than that. With `as_bytes`, their UTF-8 bytes as
+    Latin-1 text."""
     patterns: set[str] = set()
     for value in values:
-        for form in _forms(value):
-            if as_bytes:
-                form = form.encode("utf-8").decode("latin-1")
-            if len(form) < MIN_FRAGMENT:
-                if len(form) >= MIN_SCRUBBED:
-                    patterns.add(form)
-                continue
-            fragments = {form[i : i + MIN_FRAGMENT] for i in range(len(form) - MIN_FRAGMENT + 1)}
-            if _WHITE_SPACE.isdisjoint(form):
-                patterns |= fragments
-            else:
-                patterns.update(filter(_holds_a_secret, fragments))
+        patterns |= _fragments(value)
+    if as_bytes:
+        return {pattern.encode("utf-8").decode("latin-1") for pattern in patterns}
     return patterns
+
+
+def _fragments(value: str) -> set[str]:
+    whole = {form for form in mask_forms(value, encoded=True) if len(form) < MIN_FRAGMENT}
+    fragments = {form for form in whole if len(form) >= MIN_SCRUBBED}
+    stretches = [
+        i
+        for i in range(len(value) - MIN_FRAGMENT + 1)
+        if _holds_a_secret(value[i : i + MIN_FRAGMENT])
+    ]
+    for escape in _escapes(value):
+        written = [escape.get(char, char) for char in value]
+        if len(value) < MIN_FRAGMENT:
+            fragments.add("".join(written))
+        fragments.update("".join(written[i : i + MIN_FRAGMENT]) for i in stretches)
+    for encoded in _base64_forms(value.encode("utf-8")):
+        if len(encoded) < MIN_FRAGMENT:
+            if len(encoded) >= MIN_SCRUBBED:
+                fragments.add(encoded)
+            continue
+        if "\n" in encoded:  # a short encoding split by a line break: whole only
+            fragments.add(encoded)
+            continue
+        fragments.update(
+            encoded[i : i + MIN_FRAGMENT] for i in range(len(encoded) - MIN_FRAGMENT + 1)
+        )
+    return fragments
 
 
 def _holds_a_secret(fragment: str) -> bool:
@@ -190,43 +210,67 @@ def _holds_a_secret(fragment: str) -> bool:
     return len(fragment) - white >= MIN_FRAGMENT // 2
 
 
-def _forms(value: str) -> set[str]:
-    """`value` as the runner masks it, and as Python, pytest, JSON, XML, a URL and base64
-    write it."""
-    forms = set(mask_forms(value, encoded=True))
-    quoted = {
-        value,
-        json.dumps(value, ensure_ascii=False)[1:-1],
-        json.dumps(value)[1:-1],
+def _escapes(value: str) -> list[dict[str, str]]:
+    """Each way a file writes each character of `value` (one character at a time: the
+    escapings below are all per character), those that change it as a mapping; the first
+    one, empty, writes it as is."""
+    quotings: list[Callable[[str], str]] = [
+        lambda char: char,
+        lambda char: json.dumps(char, ensure_ascii=False)[1:-1],
+        lambda char: json.dumps(char)[1:-1],
         # repr and ascii in both quote styles ('...' escapes ', "..." does not), bytes' repr,
         # and a node id's form of a parameter (pytest's ascii_escaped).
-        repr(value + '"')[1:-2],
-        ascii(value + '"')[1:-2],
-        repr(value.encode("utf-8") + b'"')[2:-2],
-        value.encode("unicode_escape").decode("ascii"),
-    }
+        lambda char: repr(char + '"')[1:-2],
+        lambda char: ascii(char + '"')[1:-2],
+        lambda char: repr(char.encode("utf-8") + b'"')[2:-2],
+        lambda char: char.encode("unicode_escape").decode("ascii"),
+    ]
     if '"' not in value:
-        quoted |= {repr(value + "'")[1:-2], ascii(value + "'")[1:-2]}
-    for form in quoted:
-        # As ElementTree writes text and attributes (in UTF-8 or as character references),
-        # and with every XML entity.
-        text = form.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        attribute = (
-            text.replace('"', "&quot;")
-            .replace("\n", "&#10;")
-            .replace("\r", "&#13;")
-            .replace("\t", "&#09;")
-        )
-        forms |= {
-            form,
-            text,
-            attribute,
-            attribute.encode("ascii", "xmlcharrefreplace").decode("ascii"),
-            attribute.replace("'", "&apos;"),
-        }
-    forms |= {quote(value), quote(value, safe=""), quote_plus(value)}
-    forms |= _base64_forms(value.encode("utf-8"))
-    return forms
+        quotings += [lambda char: repr(char + "'")[1:-2], lambda char: ascii(char + "'")[1:-2]]
+    escapings = [
+        quoting if xml is None else _compose(xml, quoting)
+        for quoting in quotings
+        for xml in (None, _xml_text, _xml_attribute, _xml_ascii, _xml_entities)
+    ]
+    escapings += [quote, lambda char: quote(char, safe=""), quote_plus]
+    escapes: list[dict[str, str]] = [{}]
+    chars = set(value)
+    for escaping in escapings:
+        escape = {char: escaping(char) for char in chars}
+        escape = {char: written for char, written in escape.items() if written != char}
+        if escape not in escapes:
+            escapes.append(escape)
+    return escapes
+
+
+def _compose(outer: Callable[[str], str], inner: Callable[[str], str]) -> Callable[[str], str]:
+    return lambda char: outer(inner(char))
+
+
+def _xml_text(text: str) -> str:
+    """As ElementTree writes text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _xml_attribute(text: str) -> str:
+    """As ElementTree writes an attribute."""
+    return (
+        _xml_text(text)
+        .replace('"', "&quot;")
+        .replace("\n", "&#10;")
+        .replace("\r", "&#13;")
+        .replace("\t", "&#09;")
+    )
+
+
+def _xml_ascii(text: str) -> str:
+    """As ElementTree writes an attribute in an ASCII file."""
+    return _xml_attribute(text).encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def _xml_entities(text: str) -> str:
+    """With every XML entity."""
+    return _xml_attribute(text).replace("'", "&apos;")
 
 
 def _base64_forms(data: bytes) -> set[str]:

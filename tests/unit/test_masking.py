@@ -119,52 +119,59 @@ FORMS: dict[str, Callable[[str], str]] = {
     "saferepr-cut": lambda value: saferepr({"secret": value}, maxsize=60),
     "saferepr-ascii": lambda value: saferepr_unlimited(value, use_ascii=True),
     "pformat-40": lambda value: pprint.pformat({"secret": value, "n": [1, 2]}, width=40),
-    "pformat-80": lambda value: pprint.pformat([value, value.upper()], width=80),
+    "pformat-80": lambda value: pprint.pformat([value, "other"], width=80),
 }
 
 
-def _reference_forms(value: str) -> list[str]:
-    """The forms a fragment is looked for in, written here independently of masking.py."""
-    data = value.encode()
-    forms = [
-        value,
-        *value.splitlines(),
-        json.dumps(value)[1:-1],
-        json.dumps(value, ensure_ascii=False)[1:-1],
-        repr(value)[1:-1],
-        repr(value + '"')[1:-2],
-        ascii(value)[1:-1],
-        value.encode("unicode_escape").decode(),
-        quote(value),
-        quote(value, safe=""),
-        quote_plus(value),
-        _xml_text(value)[9:-10],
-        _xml_attribute(value)[16:-4],
-        value.encode("ascii", "xmlcharrefreplace").decode(),
+def _written(value: str) -> set[str]:
+    """Each stretch of MIN_FRAGMENT characters of `value` (but those mostly of white space) as
+    each escaping writes it, and each MIN_FRAGMENT characters of its base64; written here
+    independently of masking.py."""
+    escapings: list[Callable[[str], str]] = [
+        lambda text: text,
+        lambda text: json.dumps(text)[1:-1],
+        lambda text: json.dumps(text, ensure_ascii=False)[1:-1],
+        lambda text: repr(text + '"')[1:-2],
+        lambda text: ascii(text + '"')[1:-2],
+        lambda text: text.encode("unicode_escape").decode(),
+        quote,
+        lambda text: quote(text, safe=""),
+        quote_plus,
+        lambda text: _xml_text(text)[9:-10],
+        lambda text: _xml_attribute(text)[16:-4],
+        lambda text: text.encode("ascii", "xmlcharrefreplace").decode(),
     ]
+    if '"' not in value:
+        escapings.append(lambda text: repr(text + "'")[1:-2])
+    stretches = [
+        value[i : i + MIN_FRAGMENT]
+        for i in range(len(value) - MIN_FRAGMENT + 1)
+        if len("".join(value[i : i + MIN_FRAGMENT].split())) >= MIN_FRAGMENT // 2
+    ]
+    written = {escape(stretch) for escape in escapings for stretch in stretches}
     for offset in range(3):
         for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            encoded = encode(bytes(offset) + data).decode()
+            encoded = encode(bytes(offset) + value.encode()).decode()
             # The first quartet mixes in the bytes before; the last one those after.
-            forms.append(encoded[4:-4] if offset else encoded[:-4])
-    return forms
+            encoded = encoded[4:-4] if offset else encoded[:-4]
+            written |= {encoded[i : i + MIN_FRAGMENT] for i in range(len(encoded) - 7)}
+    return written
 
 
 def _leaks(value: str, text: str) -> list[str]:
-    """Every stretch of MIN_FRAGMENT characters of a form of `value` that `text` holds, line
-    breaks aside (a wrapped base64 blob); but those mostly of white space, which tell nothing."""
-    shown = {
-        shown[i : i + MIN_FRAGMENT]
-        for shown in (text, text.replace("\n", ""))
-        for i in range(len(shown) - MIN_FRAGMENT + 1)
-    }
-    found = set()
-    for form in _reference_forms(value):
-        for i in range(len(form) - MIN_FRAGMENT + 1):
-            stretch = form[i : i + MIN_FRAGMENT]
-            white = sum(stretch.count(c) for c in " \t\n\r")
-            if white <= MIN_FRAGMENT // 2 and stretch in shown:
-                found.add(stretch)
+    """Each stretch of `value` that `text` holds in a form, line breaks aside (a wrapped
+    base64 blob)."""
+    shown: dict[int, set[str]] = {}
+    found = []
+    for stretch in _written(value):
+        if len(stretch) not in shown:
+            shown[len(stretch)] = {
+                shown_text[i : i + len(stretch)]
+                for shown_text in (text, text.replace("\n", ""))
+                for i in range(len(shown_text) - len(stretch) + 1)
+            }
+        if stretch in shown[len(stretch)]:
+            found.append(stretch)
     return sorted(found)
 
 
@@ -224,7 +231,7 @@ def test_bytes_are_scrubbed_as_utf_8_text_and_binary_is_kept_around_a_fragment()
     value = CANARIES["unicode"]
     scrubber = Scrubber([value])
     assert scrubber.data(f"é {value} ü".encode()) == f"é {MASK} ü".encode()
-    binary = b"\xff\xfe\x00" + value.encode()[3:20] + b"\x80\x00"
+    binary = b"\xff\xfe\x00" + value[2:12].encode() + b"\x80\x00"
     assert scrubber.data(binary) == b"\xff\xfe\x00" + MASK.encode() + b"\x80\x00"
 
 
