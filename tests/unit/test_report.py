@@ -142,7 +142,24 @@ def test_verdict_names_each_outcome_once() -> None:
     )
     assert verdict(Counts(passed=50, seconds=3.1)) == "50 passed in 3.10 s"
     assert verdict(Counts(errors=2, seconds=75)) == "2 errors in 1 min 15 s"
+    assert verdict(Counts(passed=9, seconds=44_309)) == "9 passed in 12 h 18 min"
     assert verdict(Counts()) == "no tests ran"
+
+
+def test_failed_ids_are_kept_only_as_far_as_the_output_holds(tmp_path: Path) -> None:
+    junit = tmp_path / "junit.xml"
+    with junit.open("w") as out:
+        out.write("<testsuite>")
+        for n in range(40_000):
+            out.write(
+                f'<testcase classname="t" name="test_{n:06}_{"x" * 20}"><failure/></testcase>'
+            )
+        out.write("</testsuite>")
+    report = _read(junit)
+    named, failed = report.failed_tests()
+    assert failed == 40_000 and report.counts.failed == 40_000
+    assert len(report.failed_ids) == len(named) < 40_000  # nothing kept past the cap
+    assert sum(len(n) + 1 for n in named) <= 256 * 1024
 
 
 def _failure(n: int, **changes: object) -> Failure:

@@ -111,9 +111,10 @@ class Report:
     counts: Counts
     failures: list[Failure]  # the first `keep`, in file order
     errors: list[Failure]  # the first `keep`, in file order
-    failed_ids: list[str]  # every failed and errored test, in file order
+    failed_ids: list[str]  # failed and errored tests, in file order, within the output's cap
     slowest: list[tuple[float, str, str]]  # (seconds, node id, outcome), slowest first
     skip_reasons: list[tuple[int, str]] = field(default_factory=list)  # (tests, reason)
+    failed_past_cap: int = 0  # failed tests not kept in failed_ids (past FAILED_TESTS_LIMIT)
     other_skips: int = 0  # skipped tests whose reason was not kept (past SKIP_REASONS)
 
     @property
@@ -133,7 +134,7 @@ class Report:
             if size > FAILED_TESTS_LIMIT:
                 break
             named.append(node_id)
-        return named, len(unique)
+        return named, len(unique) + self.failed_past_cap
 
 
 def _seconds(text: str | None) -> float:
@@ -153,7 +154,12 @@ class Reader:
         self.counts = Counts()
         self.failures: list[Failure] = []
         self.errors: list[Failure] = []
+        # Only what the failed-tests output can hold is kept: memory stays flat however
+        # many tests fail (1M failures would otherwise keep 1M ids).
         self.failed_ids: list[str] = []
+        self._failed_seen: set[str] = set()
+        self._failed_bytes = 0
+        self.failed_past_cap = 0
         self.slowest: list[tuple[float, int, str, str]] = []  # a min-heap
         self.order = 0
         self.shards: list[Shard] = []
@@ -225,7 +231,7 @@ class Reader:
             if kept is not None:
                 kept.notes.append(_first_line(error.get("message") or error.text or "error"))
             return "teardown-error", seconds
-        self.failed_ids.append(self.scrub(node_id))
+        self._failed(self.scrub(node_id))
         outcome = "failed" if failure is not None else "error"
         if failure is not None:
             counts.failed += 1
@@ -286,6 +292,17 @@ class Reader:
             seconds=seconds,
         )
 
+    def _failed(self, node_id: str) -> None:
+        if node_id in self._failed_seen:
+            return  # shards may rerun a test
+        size = len(node_id.encode("utf-8")) + 1
+        if self._failed_bytes + size > FAILED_TESTS_LIMIT:
+            self.failed_past_cap += 1
+            return
+        self._failed_bytes += size
+        self._failed_seen.add(node_id)
+        self.failed_ids.append(node_id)
+
     def _skip(self, skipped: ET.Element) -> None:
         """Count the skip under its reason (pytest's `message`), a bounded number of them."""
         reason = " ".join((skipped.get("message") or "no reason given").split())[:CELL]
@@ -303,6 +320,7 @@ class Reader:
             failures=self.failures,
             errors=self.errors,
             failed_ids=self.failed_ids,
+            failed_past_cap=self.failed_past_cap,
             slowest=[(s, self.scrub(n), k) for s, _, n, k in slowest if s > 0],
             skip_reasons=reasons,
             other_skips=self.other_skips,

@@ -26,6 +26,9 @@ SKIP_ROWS = 20  # skip reasons listed in the summary
 
 
 def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        hours, rest = divmod(round(seconds), 3600)
+        return f"{hours} h {rest // 60} min"
     if seconds >= 60:
         minutes, rest = divmod(round(seconds), 60)
         return f"{minutes} min {rest} s"
