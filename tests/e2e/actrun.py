@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,12 @@ class ActRun:
     store: Path  # the stand-in artifact store (AZPYTEST_E2E_ARTIFACTS)
     repo: Path  # the user's repository act ran in
     sandbox: Sandbox
+
+    def call(self, caller: str) -> ActRun:
+        """The records of one call of a reusable workflow, by the calling job's id (act
+        names its jobs `<caller>/<workflow>/<job>`), to read with the methods below."""
+        records = [r for r in self.records if str(r.get("job", "")).startswith(f"{caller}/")]
+        return replace(self, records=records)
 
     def jobs(self) -> dict[str, str]:
         """Job -> result (success/failure), a matrix job under its name and matrix values."""

@@ -190,3 +190,20 @@ def test_failing_test(act: Act, shop_world: World) -> None:
     run_dir = run.out.joinpath("runner-temp", *RUN_DIR)
     assert credential_files(RunDir(run_dir)) == []
     assert_no_secret(run, run.out, run.store)
+
+
+def test_two_steps_in_one_job_upload_under_two_names(act: Act, shop_world: World) -> None:
+    run = act("two-steps.yml", shop_world())
+
+    assert run.returncode == 0, run.explain()
+    assert "(409) Conflict" not in run.output
+    # The first step keeps the documented default name; the second adds .2 to the job id.
+    uploaded = run.uploaded()
+    assert sorted(uploaded) == ["azpytest-integration-0-1", "azpytest-integration.2-0-1"]
+    assert junit_cases(uploaded["azpytest-integration-0-1"] / "junit.xml") == {
+        node: outcome for node, outcome in GREEN.items() if "test_settings" in node
+    }
+    assert junit_cases(uploaded["azpytest-integration.2-0-1"] / "junit.xml") == {
+        node: outcome for node, outcome in GREEN.items() if "test_orders" in node
+    }
+    assert_no_secret(run, run.store)

@@ -4,6 +4,7 @@ of only the failures of an earlier run, whose JUnit files come through download-
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -40,9 +41,12 @@ def test_three_shards_through_workflow_call(act: Act, shop_world: World) -> None
     # not (GitHub runs the probe job); so this run's outputs are read from merge's records.
 
     # Every test ran exactly once, in one of the shards; the shards split the suite evenly.
+    # The call named itself (no suite given): azpytest-<8 hex digits>-<shard>-<attempt>.
+    name = run.step_outputs("plan", "plan")["artifact-name"]
+    assert re.fullmatch(r"azpytest-[0-9a-f]{8}", name), name
     uploaded = run.uploaded()
-    assert sorted(uploaded) == ["azpytest-test-0-1", "azpytest-test-1-1", "azpytest-test-2-1"]
-    shards = [junit_cases(uploaded[f"azpytest-test-{i}-1"] / "junit.xml") for i in range(3)]
+    assert sorted(uploaded) == [f"{name}-0-1", f"{name}-1-1", f"{name}-2-1"]
+    shards = [junit_cases(uploaded[f"{name}-{i}-1"] / "junit.xml") for i in range(3)]
     assert [len(shard) for shard in shards] == [3, 3, 3]
     ran: dict[str, str] = {}
     for shard in shards:
@@ -73,9 +77,9 @@ def test_three_shards_through_workflow_call(act: Act, shop_world: World) -> None
             "",
             "| JUnit file | Tests | Passed | Failed | Errors | Skipped | xfailed | Duration |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-            "| `*/shards/azpytest-test-0-1/junit.xml` | 3 | * |",
-            "| `*/shards/azpytest-test-1-1/junit.xml` | 3 | * |",
-            "| `*/shards/azpytest-test-2-1/junit.xml` | 3 | * |",
+            f"| `*/shards/{name}-0-1/junit.xml` | 3 | * |",
+            f"| `*/shards/{name}-1-1/junit.xml` | 3 | * |",
+            f"| `*/shards/{name}-2-1/junit.xml` | 3 | * |",
         ]
     )
     outputs = run.step_outputs("merge", "report")
@@ -123,19 +127,23 @@ def _earlier_junit(cases: dict[str, str]) -> str:
 
 
 EARLIER_RUN = "4242"
-# The earlier run failed one test in each of its two shards (a failure, a setup error).
+# The earlier run's shop suite (the caller sets `suite: shop`) failed one test in each of its
+# two shards (a failure, a setup error).
 EARLIER = {
-    "azpytest-test-0-1": {
+    "azpytest-shop-0-1": {
         "tests/test_orders.py::test_orders_total": "passed",
         "tests/test_orders.py::test_largest_order": "failure",
         "tests/test_cluster.py::test_configmap_round_trip": "passed",
     },
-    "azpytest-test-1-1": {
+    "azpytest-shop-1-1": {
         "tests/test_settings.py::test_api_key_from_key_vault": "passed",
         "tests/test_settings.py::test_api_key_in_the_environment": "error",
         "tests/test_orders.py::test_order_exists[1]": "passed",
     },
-    # Not azpytest's: the download's pattern leaves it out (else test_refund_total reruns).
+    # Another suite of that run, whose name starts the same: the download's pattern
+    # (azpytest-shop-<shard>-<attempt>) leaves it out, else test_refund_total reruns.
+    "azpytest-shop-slow-0-1": {"tests/test_refunds.py::test_refund_total": "failure"},
+    # Not azpytest's at all.
     "coverage-report": {"tests/test_refunds.py::test_refund_total": "failure"},
 }
 
@@ -170,7 +178,7 @@ def test_rerun_only_the_failures_of_an_earlier_run(act: Act, shop_world: World) 
 
     # Only the earlier failure and the earlier error ran again (and pass now).
     [(name, artifact)] = run.uploaded().items()
-    assert name == "azpytest-test-0-1"
+    assert name == "azpytest-shop-0-1"
     assert junit_cases(artifact / "junit.xml") == {
         "tests/test_orders.py::test_largest_order": "passed",
         "tests/test_settings.py::test_api_key_in_the_environment": "passed",
@@ -183,6 +191,83 @@ def test_rerun_only_the_failures_of_an_earlier_run(act: Act, shop_world: World) 
         "failed": "0",
         "errors": "0",
         "skipped": "0",
+        "failed-tests": "",
+        "artifact-name": "azpytest-shop",
     }
     assert (run.out / "result.txt").read_text() == "success"
+    assert_no_secret(run, run.out, run.store)
+
+
+def test_two_calls_in_one_run_keep_their_own_results(act: Act, shop_world: World) -> None:
+    run = act("azure-tests-two-suites.yml", shop_world())
+
+    # The refunds suite fails; GitHub's "409 Conflict" for a name uploaded twice never shows.
+    assert run.returncode != 0
+    assert "(409) Conflict" not in run.output, run.explain()
+    orders, refunds = run.call("orders"), run.call("refunds")
+    assert orders.jobs() == {
+        "plan": "success",
+        "test (shard=0)": "success",
+        "test (shard=1)": "success",
+        "merge": "success",
+    }, orders.explain()
+    assert refunds.jobs()["merge"] == "failure", refunds.explain()
+
+    # Each call named itself (no input): its shards uploaded <name>-<shard>-1.
+    names = {
+        call: side.step_outputs("plan", "plan")["artifact-name"]
+        for call, side in (("orders", orders), ("refunds", refunds))
+    }
+    assert re.fullmatch(r"azpytest-[0-9a-f]{8}", names["orders"]), names
+    assert names["orders"] != names["refunds"], names
+    uploaded = run.uploaded()
+    assert sorted(uploaded) == sorted(f"{names[c]}-{i}-1" for c in names for i in (0, 1))
+    assert {
+        node: outcome
+        for i in (0, 1)
+        for node, outcome in junit_cases(
+            uploaded[f"{names['refunds']}-{i}-1"] / "junit.xml"
+        ).items()
+    } == {
+        "tests/test_refunds.py::test_refund_allowed": "passed",
+        "tests/test_refunds.py::test_refund_total": "failure",
+    }
+
+    # Each merge counted its own call's two shards and nothing else.
+    for call, side, first in (
+        ("orders", orders, "### ✅ 4 passed in "),
+        ("refunds", refunds, "### ❌ 1 failed, 1 passed in "),
+    ):
+        summary = side.summary("merge")
+        assert summary.startswith(first), summary
+        other = names["refunds" if call == "orders" else "orders"]
+        assert other not in summary, summary
+        pytest.LineMatcher(summary.splitlines()).fnmatch_lines(
+            [
+                "#### Shards (2 JUnit files)",
+                "*",
+                "*",
+                f"| `*/shards/{names[call]}-0-1/junit.xml` | * |",
+                f"| `*/shards/{names[call]}-1-1/junit.xml` | * |",
+            ]
+        )
+    # What each call hands its caller: the merge job's outputs. (act differs: it runs no job
+    # after a failed one, so no probe job reads the calls' outputs here.)
+    counts = ("total", "passed", "failed", "errors", "skipped", "failed-tests")
+    assert {k: orders.step_outputs("merge", "report")[k] for k in counts} == {
+        "total": "4",
+        "passed": "4",
+        "failed": "0",
+        "errors": "0",
+        "skipped": "0",
+        "failed-tests": "",
+    }
+    assert {k: refunds.step_outputs("merge", "report")[k] for k in counts} == {
+        "total": "2",
+        "passed": "1",
+        "failed": "1",
+        "errors": "0",
+        "skipped": "0",
+        "failed-tests": "tests/test_refunds.py::test_refund_total",
+    }
     assert_no_secret(run, run.out, run.store)

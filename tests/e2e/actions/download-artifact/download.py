@@ -2,11 +2,44 @@
 
 from __future__ import annotations
 
-import fnmatch
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
+
+# minimatch's extglobs: +(a|b) one or more, *(..) any number, ?(..) at most one, @(..) one.
+EXTGLOB = {"+": "+", "*": "*", "?": "?", "@": ""}
+
+
+def minimatch(pattern: str) -> str:
+    """The regular expression of a minimatch glob over artifact names (no `/` in them):
+    `*`, `?`, `[...]`, and the extglobs download-artifact's minimatch knows by default."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c in EXTGLOB and pattern[i + 1 : i + 2] == "(":
+            depth, j = 1, i + 2
+            while depth:
+                depth += {"(": 1, ")": -1}.get(pattern[j], 0)
+                j += 1
+            inner = "|".join(minimatch(alt) for alt in pattern[i + 2 : j - 1].split("|"))
+            out.append(f"(?:{inner}){EXTGLOB[c]}")
+            i = j
+        elif c == "*":
+            out.append(".*")
+            i += 1
+        elif c == "?":
+            out.append(".")
+            i += 1
+        elif c == "[":
+            j = pattern.index("]", i + 1)
+            out.append("[" + pattern[i + 1 : j].replace("!", "^", 1) + "]")
+            i = j + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return "".join(out)
 
 
 def main() -> int:
@@ -28,8 +61,11 @@ def main() -> int:
         chosen, single = [name], True
     else:
         pattern = os.environ.get("INPUT_PATTERN") or "*"
-        chosen, single = [a for a in available if fnmatch.fnmatchcase(a, pattern)], False
-        print(f"Found {len(chosen)} artifact(s) of run {run_id}")
+        regex = re.compile(minimatch(pattern))
+        chosen = [a for a in available if regex.fullmatch(a)]
+        # v5 on: a pattern that matches one artifact downloads it straight into `path`.
+        single = len(chosen) == 1
+        print(f"Found {len(chosen)} artifact(s) of run {run_id} matching {pattern}")
     merge = single or os.environ.get("INPUT_MERGE_MULTIPLE") == "true"
     for artifact in chosen:
         target = dest if merge else dest / artifact

@@ -42,6 +42,9 @@ def main() -> int:
         print("::error::the e2e stand-in needs AZPYTEST_E2E_ARTIFACTS (act --env)")
         return 1
     name = os.environ["INPUT_NAME"] or "artifact"
+    if os.environ.get("INPUT_ARCHIVE", "true") != "true":
+        print("::error::the e2e stand-in uploads archives only (archive: true)")
+        return 1
     hidden = os.environ.get("INPUT_INCLUDE_HIDDEN_FILES") == "true"
     lines = [line.strip() for line in os.environ["INPUT_PATH"].splitlines() if line.strip()]
     include = [line for line in lines if not line.startswith("!")]
