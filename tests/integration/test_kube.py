@@ -135,17 +135,14 @@ def python_client() -> Iterator[Callable[[Path], k8s.CoreV1Api]]:
 
     def make(path: Path) -> k8s.CoreV1Api:
         configuration = k8s.Configuration()
-        # kubernetes.config has no annotations (a library gap, not ours).
-        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-            str(path), client_configuration=configuration
-        )
+        k8s_config.load_kube_config(str(path), client_configuration=configuration)
         api_client = k8s.ApiClient(configuration)
         made.append(api_client)
         return k8s.CoreV1Api(api_client)
 
     yield make
     for api_client in made:
-        api_client.close()  # type: ignore[no-untyped-call]
+        api_client.close()
 
 
 def name_of(namespace: k8s.V1Namespace) -> str | None:

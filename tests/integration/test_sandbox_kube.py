@@ -370,13 +370,37 @@ def test_arm_reads_for_az_and_the_management_sdk(aks: Sandbox) -> None:
 
 
 # ------------------------------------------------------------------ the kubernetes client
+# The client's generated models declare every field Optional; a field the server left out
+# fails here, by name.
+
+
+def meta(obj: Any) -> Any:
+    """The object's (or list's) metadata, present."""
+    assert obj.metadata is not None, f"{type(obj).__name__} has no metadata"
+    return obj.metadata
+
+
+def name_of(obj: Any) -> str:
+    name = meta(obj).name
+    assert isinstance(name, str), f"{type(obj).__name__} has no name"
+    return name
+
+
+def status(obj: Any) -> Any:
+    assert obj.status is not None, f"{type(obj).__name__} has no status"
+    return obj.status
+
+
+def body_of(error: ApiException) -> str:
+    assert error.body is not None, f"HTTP {error.status} without a body"
+    return str(error.body)
 
 
 def test_client_lists_namespaces_with_an_entra_token(aks: Sandbox, core: k8s.CoreV1Api) -> None:
-    names = [ns.metadata.name for ns in core.list_namespace().items]
+    names = [name_of(ns) for ns in core.list_namespace().items]
     assert {"default", "kube-system", "kube-public", "kube-node-lease"} <= set(names)
     selected = core.list_namespace(label_selector="kubernetes.io/metadata.name=kube-system")
-    assert [ns.metadata.name for ns in selected.items] == ["kube-system"]
+    assert [name_of(ns) for ns in selected.items] == ["kube-system"]
     assert aks.log.select(service="kube")[-1].who == CI_CLIENT_ID
 
 
@@ -407,27 +431,27 @@ def test_client_creates_reads_and_deletes_a_namespace_and_a_configmap(
     core: k8s.CoreV1Api,
 ) -> None:
     created = core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name="team-a")))
-    assert created.status.phase == "Active"
-    assert created.metadata.uid
-    assert core.read_namespace("team-a").metadata.uid == created.metadata.uid
+    assert status(created).phase == "Active"
+    assert meta(created).uid
+    assert meta(core.read_namespace("team-a")).uid == meta(created).uid
 
     body = k8s.V1ConfigMap(
         metadata=k8s.V1ObjectMeta(name="settings", labels={"app": "demo"}),
         data={"mode": "test"},
     )
     cm = core.create_namespaced_config_map("team-a", body)
-    assert cm.metadata.namespace == "team-a"
+    assert meta(cm).namespace == "team-a"
     assert core.read_namespaced_config_map("settings", "team-a").data == {"mode": "test"}
     patched = core.patch_namespaced_config_map("settings", "team-a", {"data": {"extra": "1"}})
     assert patched.data == {"mode": "test", "extra": "1"}
-    assert int(patched.metadata.resource_version) > int(cm.metadata.resource_version)
+    assert int(meta(patched).resource_version) > int(meta(cm).resource_version)
     listed = core.list_namespaced_config_map("team-a", label_selector="app=demo")
-    assert [item.metadata.name for item in listed.items] == ["settings"]
+    assert [name_of(item) for item in listed.items] == ["settings"]
 
     with pytest.raises(ApiException) as conflict:
         core.create_namespaced_config_map("team-a", body)
     assert conflict.value.status == 409
-    assert '"reason": "AlreadyExists"' in conflict.value.body
+    assert '"reason": "AlreadyExists"' in body_of(conflict.value)
 
     core.delete_namespaced_config_map("settings", "team-a")
     with pytest.raises(ApiException) as gone:
@@ -438,18 +462,18 @@ def test_client_creates_reads_and_deletes_a_namespace_and_a_configmap(
     with pytest.raises(ApiException) as missing:
         core.read_namespace("team-a")
     assert missing.value.status == 404
-    assert json.loads(missing.value.body)["message"] == 'namespaces "team-a" not found'
+    assert json.loads(body_of(missing.value))["message"] == 'namespaces "team-a" not found'
 
 
 def test_client_pages_lists_and_detects_stale_writes(core: k8s.CoreV1Api) -> None:
     first = core.list_namespace(limit=2)
     assert len(first.items) == 2
-    assert first.metadata._continue
-    rest = core.list_namespace(limit=100, _continue=first.metadata._continue)
-    assert rest.metadata._continue is None
-    names = [ns.metadata.name for ns in first.items + rest.items]
+    assert meta(first)._continue
+    rest = core.list_namespace(limit=100, _continue=meta(first)._continue)
+    assert meta(rest)._continue is None
+    names = [name_of(ns) for ns in first.items + rest.items]
     assert names == sorted(names)
-    assert {ns.metadata.name for ns in core.list_namespace().items} == set(names)
+    assert {name_of(ns) for ns in core.list_namespace().items} == set(names)
 
     core.create_namespaced_config_map(
         "default", k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="counter"), data={"n": "1"})
@@ -462,7 +486,7 @@ def test_client_pages_lists_and_detects_stale_writes(core: k8s.CoreV1Api) -> Non
         with pytest.raises(ApiException) as stale:
             core.replace_namespaced_config_map("counter", "default", read)
         assert stale.value.status == 409
-        assert '"reason": "Conflict"' in stale.value.body
+        assert '"reason": "Conflict"' in body_of(stale.value)
         selected = core.list_namespaced_config_map(
             "default", field_selector="metadata.name=counter"
         )
@@ -472,7 +496,7 @@ def test_client_pages_lists_and_detects_stale_writes(core: k8s.CoreV1Api) -> Non
 
 
 def test_client_watches_changes_after_a_resource_version(core: k8s.CoreV1Api) -> None:
-    since = core.list_namespace().metadata.resource_version
+    since = meta(core.list_namespace()).resource_version
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name="watched")))
     core.delete_namespace("watched")
 
@@ -504,7 +528,7 @@ def test_fault_rules_answer_in_each_services_shape(aks: Sandbox, core: k8s.CoreV
     finally:
         aks.faults.clear()
     assert unavailable.value.status == 503
-    assert '"reason": "ServiceUnavailable"' in unavailable.value.body
+    assert '"reason": "ServiceUnavailable"' in body_of(unavailable.value)
     assert throttled.status_code == 429
     assert throttled.headers["Retry-After"] == "0"
     assert throttled.json()["error"]["code"] == "TooManyRequests"
@@ -538,7 +562,7 @@ def test_client_gets_422_for_a_bad_name(core: k8s.CoreV1Api) -> None:
     with pytest.raises(ApiException) as invalid:
         core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name="Not_Valid")))
     assert invalid.value.status == 422
-    assert '"reason": "Invalid"' in invalid.value.body
+    assert '"reason": "Invalid"' in body_of(invalid.value)
 
 
 def test_client_reads_a_pods_log(core: k8s.CoreV1Api) -> None:
@@ -554,12 +578,12 @@ def test_client_reads_a_pods_log(core: k8s.CoreV1Api) -> None:
                 spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="main", image="alpine:3.20")]),
             ),
         )
-        assert pod.metadata.name.startswith("migrate-")
-        assert pod.status.phase == "Running"
-        assert pod.status.container_statuses[0].ready is True
-        log = core.read_namespaced_pod_log(pod.metadata.name, "jobs")
+        assert name_of(pod).startswith("migrate-")
+        assert status(pod).phase == "Running"
+        assert status(pod).container_statuses[0].ready is True
+        log = core.read_namespaced_pod_log(name_of(pod), "jobs")
         assert log == "applying 3 migrations\ndone\n"
-        assert core.read_namespaced_pod_log(pod.metadata.name, "jobs", tail_lines=1) == "done\n"
+        assert core.read_namespaced_pod_log(name_of(pod), "jobs", tail_lines=1) == "done\n"
 
         plain = core.create_namespaced_pod(
             "jobs",
@@ -568,7 +592,7 @@ def test_client_reads_a_pods_log(core: k8s.CoreV1Api) -> None:
                 spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="nginx", image="nginx")]),
             ),
         )
-        assert "container nginx" in core.read_namespaced_pod_log(plain.metadata.name, "jobs")
+        assert "container nginx" in core.read_namespaced_pod_log(name_of(plain), "jobs")
     finally:
         core.delete_namespace("jobs")
     with pytest.raises(ApiException) as gone:
@@ -581,7 +605,7 @@ def test_client_without_a_token_gets_401(aks: Sandbox, ca_file: Path) -> None:
     with pytest.raises(ApiException) as refused:
         api.list_namespace()
     assert refused.value.status == 401
-    assert json.loads(refused.value.body) == {
+    assert json.loads(body_of(refused.value)) == {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -622,7 +646,7 @@ def test_admin_kubeconfig_client_certificate_authenticates(aks: Sandbox, tmp_pat
         k8s_config.new_client_from_config_dict(kubeconfig, temp_file_path=str(tmp_path))
     )
     try:
-        names = {ns.metadata.name for ns in api.list_namespace().items}
+        names = {name_of(ns) for ns in api.list_namespace().items}
     finally:
         api.api_client.close()
     assert "kube-system" in names

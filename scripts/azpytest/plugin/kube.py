@@ -30,7 +30,7 @@ def kube_client(kubeconfig: Path) -> Iterator[ApiClient]:
     """A ready `kubernetes.client.ApiClient` for the prepared cluster."""
     from kubernetes import config
 
-    client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    client = config.new_client_from_config(config_file=str(kubeconfig))
     yield client
     client.close()
 
