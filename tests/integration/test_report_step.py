@@ -415,9 +415,9 @@ def test_merging_three_shards(shop: pytest.Pytester, actions_step: Step) -> None
             "",
             "| JUnit file | Tests | Passed | Failed | Errors | Skipped | xfailed | Duration |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-            f"| `{shards[0]}` | 3 | 1 | 1 | 1 | 0 | 0 | * s |",
-            f"| `{shards[1]}` | 2 | 0 | 0 | 0 | 1 | 1 | * s |",
-            f"| `{shards[2]}` | 5 | 1 | 4 | 0 | 0 | 0 | * s |",
+            f"| `{shards[0].name}` | 3 | 1 | 1 | 1 | 0 | 0 | * s |",
+            f"| `{shards[1].name}` | 2 | 0 | 0 | 0 | 1 | 1 | * s |",
+            f"| `{shards[2].name}` | 5 | 1 | 4 | 0 | 0 | 0 | * s |",
         ]
     )
 

@@ -439,3 +439,14 @@ def test_no_input_and_no_run_folder_is_bad_input() -> None:
 def test_a_pattern_that_matches_nothing_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"shard-\*\.xml: the pattern matches no file"):
         resolve_inputs([f"{tmp_path}/shard-*.xml"], {}, None)
+
+
+def test_junit_files_are_named_without_the_runners_paths(tmp_path: Path) -> None:
+    from azpytest.report.model import display_names
+
+    repo = tmp_path / "repo"
+    inside = [repo / "reports" / "a.xml", repo / "b.xml"]
+    assert display_names(inside, repo) == ["reports/a.xml", "b.xml"]
+    temp = tmp_path / "runner-temp" / "shards"
+    shards = [temp / "azpytest-x-0-1" / "junit.xml", temp / "azpytest-x-1-1" / "junit.xml"]
+    assert display_names(shards, repo) == ["azpytest-x-0-1/junit.xml", "azpytest-x-1-1/junit.xml"]

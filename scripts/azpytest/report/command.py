@@ -23,7 +23,7 @@ from azpytest.github import Workflow
 from azpytest.inputs import InputError, flag_of, from_environment, non_negative_int
 from azpytest.masking import Scrubber
 from azpytest.report.merge import write_merged
-from azpytest.report.model import Reader, Report
+from azpytest.report.model import Reader, Report, display_names
 from azpytest.report.summary import (
     SUMMARY_LIMIT,
     SUMMARY_MARGIN,
@@ -131,8 +131,9 @@ def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Work
     scrub: Callable[[str], str] = scrubber.text if scrubber else _same
     keep = max(TABLE_ROWS, args.max_annotations)
     reader = Reader(root.resolve(), keep, scrub)
-    for path, label in inputs:
-        reader.read(path, label)
+    shown = display_names([path for path, _ in inputs], root.resolve())
+    for (path, label), name in zip(inputs, shown, strict=True):
+        reader.read(path, label, name)
     report = reader.report()
 
     if merge is not None:

@@ -9,6 +9,7 @@ lines and the traceback, trimmed; every value `prepare` masked replaced by `***`
 from __future__ import annotations
 
 import heapq
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -103,6 +104,7 @@ class Shard:
     label: str  # as the user named it
     counts: Counts = field(default_factory=Counts)
     suites: list[SuiteTotals] = field(default_factory=list)
+    shown: str = ""  # as the summary names it (relative; see display_names), else the label
 
 
 @dataclass
@@ -137,6 +139,18 @@ class Report:
         return named, len(unique) + self.failed_past_cap
 
 
+def display_names(paths: list[Path], root: Path) -> list[str]:
+    """How the summary names JUnit files: relative to the repository root when they are in
+    it, else to the folder they all share (a runner's temporary folder says nothing)."""
+    resolved = [path.resolve() for path in paths]
+    if all(root in path.parents for path in resolved):
+        return [path.relative_to(root).as_posix() for path in resolved]
+    common = Path(os.path.commonpath([str(p.parent) for p in resolved])) if resolved else root
+    if len(resolved) == 1:
+        return [resolved[0].name]
+    return [path.relative_to(common).as_posix() for path in resolved]
+
+
 def _seconds(text: str | None) -> float:
     try:
         return float(text or 0)
@@ -166,8 +180,8 @@ class Reader:
         self.skips: dict[str, int] = {}  # reason -> tests, at most SKIP_REASONS reasons
         self.other_skips = 0
 
-    def read(self, path: Path, label: str) -> Shard:
-        shard = Shard(path, label)
+    def read(self, path: Path, label: str, shown: str = "") -> Shard:
+        shard = Shard(path, label, shown=shown)
         # Per file: pytest writes a call failure and a teardown error of one test as two
         # <testcase> elements with the same name, not always next to each other (xdist).
         failed_here: dict[str, Failure | None] = {}

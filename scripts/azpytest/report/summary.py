@@ -120,7 +120,7 @@ def render_summary(report: Report, limit: int) -> str:
         for shard in report.shards[:SHARD_ROWS]:
             c = shard.counts
             tail.append(
-                f"| {_code(shard.label)} | {c.total} | {c.passed} | {c.failed} "
+                f"| {_code(shard.shown or shard.label)} | {c.total} | {c.passed} | {c.failed} "
                 f"| {c.errors} | {c.skipped} | {c.xfailed} | {_duration(c.seconds)} |"
             )
         if len(report.shards) > SHARD_ROWS:
