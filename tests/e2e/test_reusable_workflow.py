@@ -247,8 +247,8 @@ def test_two_calls_in_one_run_keep_their_own_results(act: Act, shop_world: World
                 "#### Shards (2 JUnit files)",
                 "*",
                 "*",
-                f"| `*/shards/{names[call]}-0-1/junit.xml` | * |",
-                f"| `*/shards/{names[call]}-1-1/junit.xml` | * |",
+                f"| `{names[call]}-0-1/junit.xml` | * |",
+                f"| `{names[call]}-1-1/junit.xml` | * |",
             ]
         )
     # What each call hands its caller: the merge job's outputs. (act differs: it runs no job
