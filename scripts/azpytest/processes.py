@@ -54,8 +54,8 @@ class Outcome:
 
     code: int  # its exit status; 128 + N when signal N ended it
     received: int | None  # the first SIGINT/SIGTERM we got while it ran
-    killed: bool  # the grace period ran out and the group was SIGKILLed
-    leftovers: int  # processes of its group still running when it exited, since ended
+    killed: bool  # the grace period after a signal ran out and the group was SIGKILLed
+    leftovers: int  # processes of its group ended after it exited
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,17 @@ def end(group: Group, grace: float = LEFTOVER_GRACE_SECONDS) -> int:
     return alive
 
 
+def _drain(group: Group, deadline: float) -> int:
+    """What lives of `group` has had its stop signal: until `deadline` (monotonic) to go,
+    then SIGKILL; how many processes had to be killed."""
+    if _gone_within(group, max(0.0, deadline - time.monotonic())):
+        return 0
+    left = len(members(group))
+    _signal(group.pgid, signal.SIGKILL)
+    _gone_within(group, _KILL_WAIT_SECONDS)
+    return left
+
+
 def run_group(
     command: list[str],
     env: Mapping[str, str],
@@ -164,8 +175,9 @@ def run_group(
 
     SIGINT and SIGTERM go to its whole group: the first as `interrupt` when given (pytest
     stops gracefully, teardown and JUnit, only on SIGINT), any later one as it came.
-    GRACE_SECONDS after the first, the group is SIGKILLed. When the command exits, whatever
-    is left of its group is ended (`end`). `on_start` gets the group as soon as it exists.
+    GRACE_SECONDS after the first, what is left of the group (the command, or what outlives
+    it: xdist's workers in their teardown) is SIGKILLed. Without a signal, what outlives the
+    command is ended when it exits (`end`). `on_start` gets the group as soon as it exists.
     """
     forwarder = _Forwarder(interrupt)
     previous = {sig: signal.signal(sig, forwarder.handle) for sig in _FORWARDED}
@@ -185,7 +197,13 @@ def run_group(
         if child.poll() is None:  # an error of ours while it ran: it must not outlive us
             _signal(group.pgid, signal.SIGKILL)
             child.wait()
-        leftovers = end(group)
+        if forwarder.deadline is None:
+            leftovers = end(group)
+        else:  # what is left had the stop signal too: the rest of the grace period, then SIGKILL
+            leftovers = _drain(group, forwarder.deadline)
+            if leftovers:
+                forwarder.killed.set()
+        forwarder.stop()  # a signal may have come while the leftovers were ended
         _restore(previous)
     return Outcome(
         code=status if status >= 0 else 128 - status,
@@ -204,6 +222,7 @@ class _Forwarder:
         self.interrupt = interrupt
         self.received: list[int] = []
         self.killed = threading.Event()
+        self.deadline: float | None = None  # of the grace period (time.monotonic)
         self._group: Group | None = None
         self._timer: threading.Timer | None = None
 
@@ -220,6 +239,7 @@ class _Forwarder:
     def _pass_on(self, group: Group, signum: int, *, first: bool) -> None:
         _signal(group.pgid, self.interrupt if first and self.interrupt is not None else signum)
         if first and self._timer is None:
+            self.deadline = time.monotonic() + GRACE_SECONDS
             self._timer = threading.Timer(GRACE_SECONDS, self._kill, (group,))
             self._timer.daemon = True
             self._timer.start()

@@ -202,7 +202,7 @@ def _how_it_ended(what: str, ended: processes.Outcome, interrupt: int | None) ->
             else "it stopped within the grace period"
         )
         lines.append(f"azpytest: got {got}: sent {sent} to {what}'s process group; {how}")
-    if ended.leftovers:
+    elif ended.leftovers:
         lines.append(
             f"azpytest: ended {ended.leftovers} process(es) still running in {what}'s process "
             "group after it exited (started by the tests)"
