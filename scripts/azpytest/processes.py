@@ -12,6 +12,7 @@ system has given to another process since is never signalled.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import os
 import signal
@@ -93,7 +94,7 @@ def _from_ps() -> Iterator[_Process]:
         if len(parts) < 4:
             continue
         try:
-            begun = int(time.mktime(time.strptime(parts[3].strip(), "%a %b %d %H:%M:%S %Y")))
+            begun = calendar.timegm(time.strptime(parts[3].strip(), "%a %b %d %H:%M:%S %Y"))
         except ValueError:
             continue
         yield _Process(int(parts[0]), int(parts[1]), begun, parts[2].startswith("Z"))
