@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-# After the first SIGINT or SIGTERM, the group's teardown gets this long before SIGKILL.
-# GitHub cancels a step with SIGINT, then SIGTERM 7.5 s later, then SIGKILL 2.5 s after
-# that: 5 s of teardown plus LEFTOVER_GRACE leaves `run` time to report before the SIGTERM.
+# After the first SIGINT or SIGTERM, the whole group (xdist's workers included) gets this
+# long for its teardown, then SIGKILL. GitHub cancels a step with SIGINT, then SIGTERM 7.5 s
+# later, then SIGKILL 2.5 s after that: 5 s leaves `run` time to report before the SIGTERM.
 GRACE_SECONDS = 5.0
-# What is left of a group once its leader has exited (a test's child, a worker still in
-# teardown): SIGTERM, this long to go, then SIGKILL. `cleanup` ends a recorded group so too.
+# What outlives a command that ended by itself (a child a test started): SIGTERM, this long
+# to go, then SIGKILL. `cleanup` ends a recorded group so too.
 LEFTOVER_GRACE_SECONDS = 2.0
 _KILL_WAIT_SECONDS = 2.0  # for the kernel to take what SIGKILL ended
 _POLL_SECONDS = 0.05
