@@ -4,7 +4,9 @@ One folder per job, shard and attempt (`$RUNNER_TEMP/azpytest/<run>`), made 0700
 marker that says azpytest made it. Files that hold or lead to credentials are written only
 through `write_private` / `private_folder`, which create them 0600 / 0700 and append their
 name to the folder's record *before* writing, so that `cleanup` deletes exactly what was
-made, whichever step or process made it. Nothing else in the package names a file here.
+made, whichever step or process made it. While a command runs (pytest, `exec`'s command),
+a record of its process group is here too, so that `cleanup` can end what a killed step
+left running. Nothing else in the package names a file here.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 MARKER = ".azpytest-run"
 RECORD = ".azpytest-credentials"  # one relative name a line, appended as they are made
+GROUP_PREFIX = ".azpytest-group-"  # + pgid: a running command's process group, as JSON
 PREPARED = "prepared.json"
 AUDIT = "audit.jsonl"
 LOCAL_ENV = "prepared.env"
@@ -30,6 +33,15 @@ BIN = "bin"  # the kubelogin stand-in, first on the tests' PATH
 AZ_CONFIG = "az"  # the az CLI's private config folder (it holds tokens)
 ENV_VARIABLE = "AZPYTEST_RUN_DIR"  # how later steps and the test process find the folder
 _MARKER_TEXT = "This folder was made by azpytest; `azpytest cleanup` deletes its credentials.\n"
+
+
+class GroupRecord(NamedTuple):
+    """A process group a step started, recorded while it runs: its id, its leader's start
+    time (to tell a reused id apart) and what it runs."""
+
+    pgid: int
+    started: int
+    command: str
 
 
 class RunDir:
@@ -158,6 +170,33 @@ class RunDir:
                 path.unlink()
                 removed.append(name)
         return removed  # the record stays (names only): what was made, for the audit
+
+    # ------------------------------------------------------------------ running groups
+
+    def record_group(self, record: GroupRecord) -> Path:
+        """Record a process group that is starting (a file of its own: steps may nest)."""
+        self.create()
+        path = self.path / f"{GROUP_PREFIX}{record.pgid}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(record._asdict()) + "\n")
+        return path
+
+    def forget_group(self, pgid: int) -> None:
+        (self.path / f"{GROUP_PREFIX}{pgid}").unlink(missing_ok=True)
+
+    def recorded_groups(self) -> list[GroupRecord]:
+        """The process groups recorded and not forgotten: left by a step that was killed."""
+        records = []
+        for path in sorted(self.path.glob(f"{GROUP_PREFIX}*")):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                record = GroupRecord(int(data["pgid"]), int(data["started"]), str(data["command"]))
+            except (OSError, ValueError, TypeError, KeyError):
+                continue  # not one we wrote: nothing to signal on its word
+            if record.pgid > 1 and path.name == f"{GROUP_PREFIX}{record.pgid}":
+                records.append(record)
+        return records
 
     # ------------------------------------------------------------------ prepared.json
 

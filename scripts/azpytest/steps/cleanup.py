@@ -7,10 +7,16 @@ file, az's config, the kubelogin stand-in) — and keeps what the report and the
 and no values). Runs as the action's last step with `if: always()`: it reads no input but
 the run folder, so a bad unrelated input never stops it; deleting what is gone is no error.
 A folder azpytest did not make (no marker) is refused, never emptied.
+
+First, though, it ends the process groups the folder records as running: a `run` or `exec`
+that was SIGKILLed leaves pytest, its workers and what the tests started running, and they
+would write here again after the deletion. A recorded group whose leader's start time is not
+the recorded one is another's (its id was reused) and is left alone.
 """
 
 from __future__ import annotations
 
+from azpytest import processes
 from azpytest.rundir import MARKER, RunDir
 from azpytest.settings import InputError
 
@@ -25,6 +31,11 @@ def run(run_dir: RunDir) -> int:
             f"{run_dir.path} has no {MARKER} marker: azpytest did not make it, so cleanup "
             "removes nothing there (pass the run-dir that prepare printed)",
         )
+    for record in run_dir.recorded_groups():
+        ended = processes.end(processes.Group(record.pgid, record.started))
+        if ended:
+            print(_ended_left_running(record.command, record.pgid, ended), flush=True)
+        run_dir.forget_group(record.pgid)
     removed = run_dir.delete_credentials()
     left = sorted(p.name for p in run_dir.path.iterdir() if not p.name.startswith(".azpytest"))
     print(
@@ -33,6 +44,14 @@ def run(run_dir: RunDir) -> int:
         flush=True,
     )
     return 0
+
+
+def _ended_left_running(command: str, pgid: int, count: int) -> str:
+    return (
+        f"azpytest: cleanup: ended {count} process(es) of {command}'s process group {pgid}, "
+        "left running by a step that was killed (SIGTERM, "
+        f"{processes.LEFTOVER_GRACE_SECONDS:g} s, then SIGKILL)"
+    )
 
 
 def credential_files(run_dir: RunDir) -> list[str]:

@@ -3,6 +3,11 @@
 The suite's output streams live. "No tests collected" (exit 5) is an error unless the user
 opts out: a filter that matches nothing must not pass as green. Shards are pytest-split
 groups (by recorded durations, else evenly by count); flaky retries are pytest-rerunfailures.
+
+pytest (and `exec`'s command) runs in a process group of its own, recorded in the run folder
+while it runs: SIGINT and SIGTERM reach all of it (pytest gets SIGINT, its graceful stop),
+teardown has `processes.GRACE_SECONDS`, then the group is killed; nothing of it outlives the
+step, and `cleanup` ends what a SIGKILL of ours left running.
 """
 
 from __future__ import annotations
@@ -16,12 +21,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 
-from azpytest import errors
+from azpytest import errors, processes
 from azpytest.github import Workflow
 from azpytest.report.junit import failed_node_ids
-from azpytest.rundir import AZ_CONFIG, ENV_VARIABLE
+from azpytest.rundir import AZ_CONFIG, ENV_VARIABLE, GroupRecord, RunDir
 from azpytest.settings import InputError, Settings
 
 TESTS_FAILED = 1
@@ -118,10 +122,16 @@ def run(settings: Settings, workflow: Workflow) -> int:
         if settings.use_broker:
             env = _with_broker(stack, settings, workflow, env, "pytest")
         started = time.monotonic()
-        code = run_forwarding(command, env, options.working_directory)
+        ended = _run_recorded(
+            "pytest", command, env, options.working_directory, settings.rundir, signal.SIGINT
+        )
         elapsed = time.monotonic() - started
     workflow.set_output("junit-path", str(junit))
-    print(f"azpytest: pytest exited {code} after {elapsed:.1f} s; JUnit: {junit}", flush=True)
+    for line in _how_it_ended("pytest", ended, signal.SIGINT):
+        print(line, flush=True)
+    print(f"azpytest: pytest exited {ended.code} after {elapsed:.1f} s; JUnit: {junit}", flush=True)
+    # Ended by signal N (pytest exits 2 when interrupted): 128 + N, as a killed process would.
+    code = 128 + ended.received if ended.received is not None else ended.code
     if code == NO_TESTS and not options.allow_no_tests:
         workflow.error(
             errors.no_tests_collected(tests, options.markers), title=errors.NO_TESTS_TITLE
@@ -140,20 +150,64 @@ def _names(paths: tuple[Path, ...]) -> str:
     return ", ".join(str(p) for p in paths)
 
 
-def run_forwarding(command: list[str], env: dict[str, str], cwd: Path | None = None) -> int:
-    """Run with the output going straight to ours (live), forwarding SIGINT/SIGTERM."""
-    child = subprocess.Popen(command, env=env, cwd=cwd)
+def run_forwarding(
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path | None = None,
+    run_dir: RunDir | None = None,
+) -> int:
+    """Run in a process group of its own with the output going straight to ours (live),
+    SIGINT/SIGTERM passed on to the group (`processes.run_group`); its exit code."""
+    what = Path(command[0]).name
+    ended = _run_recorded(what, command, env, cwd, run_dir, None)
+    for line in _how_it_ended(what, ended, None):
+        print(line, flush=True)
+    return ended.code
 
-    def forward(signum: int, frame: FrameType | None) -> None:
-        child.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+def _run_recorded(
+    what: str,
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path | None,
+    run_dir: RunDir | None,
+    interrupt: int | None,
+) -> processes.Outcome:
+    """`processes.run_group`, the group recorded in `run_dir` while it runs (for `cleanup`,
+    should we be SIGKILLed) and forgotten once nothing of it is left."""
+    groups: list[processes.Group] = []
+
+    def record(group: processes.Group) -> None:
+        groups.append(group)
+        if run_dir is not None:
+            run_dir.record_group(GroupRecord(group.pgid, group.started, what))
+
     try:
-        code = child.wait()
+        return processes.run_group(command, env, cwd, interrupt=interrupt, on_start=record)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return code if code >= 0 else 128 - code
+        if run_dir is not None:
+            for group in groups:
+                run_dir.forget_group(group.pgid)
+
+
+def _how_it_ended(what: str, ended: processes.Outcome, interrupt: int | None) -> list[str]:
+    """What the step says about a signal it passed on and about processes it had to end."""
+    lines = []
+    if ended.received is not None:
+        got = signal.Signals(ended.received).name
+        sent = signal.Signals(interrupt).name if interrupt is not None else got
+        how = (
+            f"still running after the {processes.GRACE_SECONDS:g} s grace period: SIGKILLed"
+            if ended.killed
+            else "it stopped within the grace period"
+        )
+        lines.append(f"azpytest: got {got}: sent {sent} to {what}'s process group; {how}")
+    elif ended.leftovers:
+        lines.append(
+            f"azpytest: ended {ended.leftovers} process(es) still running in {what}'s process "
+            "group after it exited (started by the tests)"
+        )
+    return lines
 
 
 def _with_kubelogin(settings: Settings, env: dict[str, str]) -> dict[str, str]:
@@ -247,7 +301,7 @@ def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> 
         else:
             print("azpytest: broker: false; the command runs without the token broker", flush=True)
         try:
-            return run_forwarding(command, env, None)
+            return run_forwarding(command, env, None, settings.rundir)
         except OSError as exc:
             print(errors.cannot_run(command[0], exc.strerror), file=sys.stderr, flush=True)
             return 126 if isinstance(exc, PermissionError) else 127
