@@ -772,6 +772,16 @@ def cluster_refused(status: object, reason: object, plugin_said: str | None) -> 
     )
 
 
+def cluster_unavailable(host: str, said: str) -> str:
+    """The API server kept answering 429/5xx (or dropping the connection) until the
+    deadline: it is overloaded or restarting, not refusing the identity."""
+    return (
+        f"azpytest: the AKS API server ({host}) did not answer usably: {said}. It is "
+        "throttling, overloaded or restarting, not refusing the job's identity; rerun, or "
+        "give it longer with AZPYTEST_TIMEOUT (seconds; default 40)"
+    )
+
+
 def cluster_unreachable(exc: BaseException) -> str:
     return f"azpytest: the AKS cluster is not reachable: {exc}"
 

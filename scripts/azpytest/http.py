@@ -100,8 +100,9 @@ def transport(environ: Mapping[str, str] | None, timeouts: Timeouts, *, pool_siz
 # Every call to a remote service (GitHub OIDC, Entra ID, Key Vault, ARM, the AKS API server)
 # is bounded three ways: the TCP/TLS connection (CONNECT_S), each wait for bytes of the
 # answer (READ_S), and the whole operation with its retries (the deadline, the `timeout`
-# input, DEFAULT_DEADLINE_S). Per-request bounds never exceed half the deadline, so a hung
-# service is asked at least twice before the operation gives up.
+# input, DEFAULT_DEADLINE_S). Per-request bounds never exceed a third of the deadline, so a
+# hung service is asked twice before the operation gives up, and after a timeout no try
+# starts that could outlast the deadline.
 CONNECT_S = 10.0
 READ_S = 20.0
 DEFAULT_DEADLINE_S = 40
@@ -119,11 +120,11 @@ class Timeouts:
 
     @property
     def connect(self) -> float:
-        return min(CONNECT_S, self.deadline / 2)
+        return min(CONNECT_S, self.deadline / 3)
 
     @property
     def read(self) -> float:
-        return min(READ_S, self.deadline / 2)
+        return min(READ_S, self.deadline / 3)
 
     def describe(self) -> str:
         return (
@@ -188,7 +189,9 @@ def retrying(
         if last.retry_after is not None:
             wait = max(wait, last.retry_after)
         now = clock()
-        if now + wait + 0.05 >= end:
+        # After a timeout, the next try may hang as long: start it only if it would end in time.
+        need = timeouts.read if last.bound else 0.05
+        if now + wait + need > end:
             raise GaveUp(last, tries, now - started, timeouts) from None
         sleep(wait)
 

@@ -309,7 +309,8 @@ INPUTS: tuple[Input, ...] = (
     Input(
         "timeout",
         "seconds one call to a service (GitHub OIDC, Entra ID, Key Vault, ARM, the AKS API) "
-        "may take with its retries (default 40; each connect at most 10 s, each read 20 s)",
+        "may take with its retries (default 40; each connect at most 10 s, each read 20 s, "
+        "at most a third of it)",
         IDENTITY,
         kind="int",
         default="40",

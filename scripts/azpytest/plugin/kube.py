@@ -11,7 +11,7 @@ import pytest
 
 from azpytest import errors
 from azpytest.plugin.artifacts import artifact_state, failed
-from azpytest.plugin.common import prepared, skip_or_fail
+from azpytest.plugin.common import prepared, setting, skip_or_fail
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, CoreV1Api, V1ObjectMeta
@@ -23,6 +23,14 @@ def kubeconfig() -> Path:
     if not path or not Path(path).is_file():
         skip_or_fail(errors.NO_KUBECONFIG)
     return Path(path)
+
+
+def _timeouts() -> tuple[float, float]:
+    """(connect, read) for each request to the API server: the timeout policy of http.py."""
+    from azpytest.http import Timeouts
+
+    timeouts = Timeouts(float(setting("timeout") or 40))
+    return timeouts.connect, timeouts.read
 
 
 @pytest.fixture(scope="session")
@@ -75,19 +83,21 @@ def kube_namespace(request: pytest.FixtureRequest, kube_client: ApiClient) -> It
 
     core = client.CoreV1Api(kube_client)
     name = f"azpytest-{secrets.token_hex(4)}"
+    bounds = _timeouts()
     core.create_namespace(
         client.V1Namespace(
             metadata=client.V1ObjectMeta(
                 name=name, labels={"app.kubernetes.io/managed-by": "azpytest"}
             )
-        )
+        ),
+        _request_timeout=bounds,
     )
     try:
         yield name
     finally:
         if failed(request.node):
             _collect_namespace(request.node, core, name)
-        core.delete_namespace(name)
+        core.delete_namespace(name, _request_timeout=bounds)
 
 
 def _collect_namespace(item: pytest.Item, core: CoreV1Api, namespace: str) -> None:
@@ -121,9 +131,34 @@ def real_aks_cluster(kubeconfig: Path, kube_client: ApiClient) -> ApiClient:
     """The cluster, checked reachable with the job's identity (lists namespaces once)."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    from azpytest.http import GaveUp, Timeouts, Transient, retry_after, retrying
+
+    timeouts = Timeouts(float(setting("timeout") or 40))
+    host = kube_client.configuration.host
+
+    def attempt(bounds: tuple[float, float]) -> None:
+        try:
+            client.CoreV1Api(kube_client).list_namespace(limit=1, _request_timeout=bounds)
+        except ApiException as exc:
+            if exc.status == 429 or (exc.status or 0) >= 500:
+                raise Transient(
+                    f"HTTP {exc.status} {exc.reason}",
+                    retry_after=retry_after(exc.headers or {}),
+                ) from None
+            raise
+        except HTTPError as exc:  # a reset, a timeout: urllib3's own errors
+            bound = "read" if "Read timed out" in str(exc) else None
+            raise Transient(
+                f"the connection failed ({type(exc).__name__})",
+                bound=f"the read timeout of {timeouts.read:g} s" if bound else None,
+            ) from None
 
     try:
-        client.CoreV1Api(kube_client).list_namespace(limit=1, _request_timeout=30)
+        retrying(attempt, timeouts)
+    except GaveUp as gave_up:
+        pytest.fail(errors.cluster_unavailable(host, gave_up.summary()), pytrace=False)
     except ApiException as exc:
         # The client only logs a failing exec plugin and sends no token: a bare 401.
         reason = _exec_failure(kubeconfig) if exc.status == 401 else None
