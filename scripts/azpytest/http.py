@@ -128,7 +128,7 @@ class Timeouts:
 
     def describe(self) -> str:
         return (
-            f"connect {self.connect:g} s, read {self.read:g} s, deadline {self.deadline:g} s "
+            f"connect {self.connect:.3g} s, read {self.read:.3g} s, deadline {self.deadline:.3g} s "
             "(the timeout input)"
         )
 
@@ -159,7 +159,7 @@ class GaveUp(Exception):
         return (
             f"{self.last.said}{bound}; gave up after {self.tries} tr"
             f"{'y' if self.tries == 1 else 'ies'} in {self.elapsed:.1f} s (deadline "
-            f"{self.timeouts.deadline:g} s)"
+            f"{self.timeouts.deadline:.3g} s)"
         )
 
 
@@ -209,10 +209,10 @@ def network_transient(exc: requests.RequestException, timeouts: Timeouts) -> Tra
     """A failed request worth retrying (a timeout, a reset); None for one that is not (no
     such host, the proxy refused the tunnel, a certificate that does not verify)."""
     if isinstance(exc, requests.ConnectTimeout):
-        return Transient("no connection", bound=f"the connect timeout of {timeouts.connect:g} s")
+        return Transient("no connection", bound=f"the connect timeout of {timeouts.connect:.3g} s")
     if isinstance(exc, requests.ReadTimeout):
-        return Transient("no answer", bound=f"the read timeout of {timeouts.read:g} s")
-    if isinstance(exc, requests.exceptions.SSLError | requests.exceptions.ProxyError):
+        return Transient("no answer", bound=f"the read timeout of {timeouts.read:.3g} s")
+    if isinstance(exc, requests.exceptions.SSLError) or proxy_refused(exc):
         return None
     if isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):
         text = str(exc)
@@ -220,6 +220,17 @@ def network_transient(exc: requests.RequestException, timeouts: Timeouts) -> Tra
             return None
         return Transient(f"the connection failed ({reason(exc)})")
     return None
+
+
+def proxy_refused(exc: BaseException) -> bool:
+    """The proxy would not open the tunnel (no such host, a 502 or 403 to CONNECT), or
+    cannot be reached: a configuration problem, not worth asking again. (urllib3 also
+    calls a connection dropped inside the tunnel a ProxyError: that one is transient.)"""
+    text = str(exc)
+    return any(
+        sign in text
+        for sign in ("Tunnel connection failed", "Name or service not known", "Connection refused")
+    )
 
 
 def reason(exc: BaseException) -> str:

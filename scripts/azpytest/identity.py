@@ -130,10 +130,10 @@ def azure_transient(exc: Exception, timeouts: http.Timeouts) -> http.Transient |
 
     if isinstance(exc, ServiceRequestTimeoutError):
         return http.Transient(
-            "no connection", bound=f"the connect timeout of {timeouts.connect:g} s"
+            "no connection", bound=f"the connect timeout of {timeouts.connect:.3g} s"
         )
     if isinstance(exc, ServiceResponseTimeoutError):
-        return http.Transient("no answer", bound=f"the read timeout of {timeouts.read:g} s")
+        return http.Transient("no answer", bound=f"the read timeout of {timeouts.read:.3g} s")
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return http.Transient(f"the connection failed ({http.reason(exc)})")
     if isinstance(exc, DecodeError):

@@ -276,14 +276,9 @@ def _call(
 def _transient(exc: Exception, timeouts: http.Timeouts) -> http.Transient | None:
     """Key Vault's answers worth asking again: identity.azure_transient's rules (the same
     azure-core exceptions), except that a name the proxy cannot reach is not retried."""
-    if isinstance(exc, ServiceRequestError) and _proxy_refused(exc):
+    if isinstance(exc, ServiceRequestError) and http.proxy_refused(exc):
         return None
     return azure_transient(exc, timeouts)
-
-
-def _proxy_refused(exc: Exception) -> bool:
-    text = str(exc)
-    return "ProxyError" in text or "Tunnel connection failed" in text or "Name or service" in text
 
 
 def _vault_scope(resource: str) -> str:

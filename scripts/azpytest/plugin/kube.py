@@ -36,11 +36,18 @@ def _timeouts() -> tuple[float, float]:
 @pytest.fixture(scope="session")
 def kube_client(kubeconfig: Path) -> Iterator[ApiClient]:
     """A ready `kubernetes.client.ApiClient` for the prepared cluster."""
-    from kubernetes import config
+    from kubernetes import client, config
+    from urllib3.util.retry import Retry
 
-    client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    yield client
-    client.close()
+    configuration = type.__call__(client.Configuration)  # not a copy of the default's
+    # A dropped connection is tried again, a read that timed out is not: urllib3 would
+    # otherwise wait out the read bound four times (the timeout policy of http.py).
+    configuration.retries = Retry(total=3, read=0, status=0, raise_on_status=False)
+    api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig), client_configuration=configuration
+    )
+    yield api
+    api.close()
 
 
 def _exec_failure(kubeconfig: Path) -> str | None:
@@ -148,21 +155,25 @@ def real_aks_cluster(kubeconfig: Path, kube_client: ApiClient) -> ApiClient:
                     retry_after=retry_after(exc.headers or {}),
                 ) from None
             raise
+        except ValueError as exc:  # the client could not read the answer as JSON
+            raise Transient(f"HTTP 200, not JSON ({exc})") from None
         except HTTPError as exc:  # a reset, a timeout: urllib3's own errors
             bound = "read" if "Read timed out" in str(exc) else None
             raise Transient(
                 f"the connection failed ({type(exc).__name__})",
-                bound=f"the read timeout of {timeouts.read:g} s" if bound else None,
+                bound=f"the read timeout of {timeouts.read:.3g} s" if bound else None,
             ) from None
 
     try:
         retrying(attempt, timeouts)
     except GaveUp as gave_up:
-        pytest.fail(errors.cluster_unavailable(host, gave_up.summary()), pytrace=False)
+        problem = errors.cluster_unavailable(host, gave_up.summary())
     except ApiException as exc:
         # The client only logs a failing exec plugin and sends no token: a bare 401.
         reason = _exec_failure(kubeconfig) if exc.status == 401 else None
-        pytest.fail(errors.cluster_refused(exc.status, exc.reason, reason), pytrace=False)
+        problem = errors.cluster_refused(exc.status, exc.reason, reason)
     except Exception as exc:  # the exec plugin's reason, a network failure: say which
-        pytest.fail(errors.cluster_unreachable(exc), pytrace=False)
-    return kube_client
+        problem = errors.cluster_unreachable(exc)
+    else:
+        return kube_client
+    pytest.fail(problem, pytrace=False)  # outside the except: no chained traceback
