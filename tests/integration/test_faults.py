@@ -10,6 +10,7 @@ The outcome of every cell is printed as a table at the end of the module.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -221,3 +222,43 @@ def test_the_cluster_check_under_a_fault(
     assert f"azpytest: {names} ({server}) did not answer usably: " in failed[0], failed[0]
     assert f"deadline {CLUSTER_DEADLINE_S} s)" in failed[0]
     assert took < CLUSTER_DEADLINE_S + TOLERANCE_S, failed[0]
+
+
+# ---------------------------------------------------------------------------- the broker
+
+BLIP_TESTS = """
+    import pytest
+    from azure.identity import DefaultAzureCredential
+
+
+    @pytest.mark.parametrize("n", range(64))
+    def test_a_token_through_the_broker(n):
+        assert DefaultAzureCredential().get_token("https://vault.azure.net/.default").token
+"""
+
+
+def test_an_entra_outage_that_passes_fails_no_test(
+    tmp_path: Path, make_sandbox: Callable[..., Sandbox], actions_step: Step
+) -> None:
+    """Entra answers 503 for a while (longer than the broker's own deadline) while 64 tests
+    ask the broker through DefaultAzureCredential: the broker answers 503 with Retry-After,
+    the clients ask again, and no test fails (issue 14: 16 of 64 failed on a 400)."""
+    sandbox = make_sandbox()
+    sandbox.add_fault(service="entra", method="POST", path="*/token", status=503, for_s=5)
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_blip.py").write_text(textwrap.dedent(BLIP_TESTS))
+    result = actions_step(
+        sandbox,
+        "run",
+        env={"AZPYTEST_WORKING_DIRECTORY": str(suite), "AZPYTEST_TIMEOUT": str(DEADLINE_S)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "64 passed" in result.stdout
+    # The outage was seen: Entra said 503, and the broker passed it on as 503, not 400.
+    assert 503 in {e.status for e in sandbox.log.select(service="entra", method="POST")}
+    audit = result.runner_temp / "azpytest" / "12345678901-1-test" / "audit.jsonl"
+    statuses = [json.loads(line)["status"] for line in audit.read_text().splitlines()]
+    assert 503 in statuses
+    assert 400 not in statuses
+    assert statuses.count(200) == 64
