@@ -60,6 +60,10 @@ REPORT_MARGIN_S = 60.0
 # After a failed renewal the old token is served (while still good) and renewal retried
 # no sooner than this.
 RETRY_S = 5.0
+# A transient upstream failure (Entra's 429, 5xx, AADSTS90033, a reset, a timeout) is
+# answered 503 with this Retry-After, which managed-identity clients (azure-core's retry
+# policy) honour; a refusal stays 400 with Entra's error.
+TRANSIENT_RETRY_AFTER_S = 1
 
 # Variables that make DefaultAzureCredential (or the SDKs of other languages) pick another
 # credential before the managed identity, or another managed-identity protocol.
@@ -248,9 +252,14 @@ class Broker:
                 source.close()
         except errors.Diagnosis as diagnosis:
             self._warn(resource, diagnosis)
-            raise Refused(400, errors.broker_no_token(resource, diagnosis), "refused") from None
+            message = errors.broker_no_token(resource, diagnosis)
+            if diagnosis.transient:
+                raise Refused(503, message, "unavailable") from None
+            raise Refused(400, message, "refused") from None
         except Exception as exc:  # the network, or a credential's own error: say which
-            raise Refused(500, errors.broker_token_failed(resource, exc), "failed") from None
+            message = errors.broker_token_failed(resource, exc)
+            network = isinstance(exc, OSError) or type(exc).__name__.startswith("Service")
+            raise Refused(503 if network else 500, message, "failed") from None
         from azpytest.identity import unverified_claims
 
         expires = float(info.expires_on)
@@ -270,7 +279,8 @@ class Broker:
     # ------------------------------------------------------------------ the protocol
 
     def answer(self, target: str, header: str | None) -> tuple[int, dict[str, Any]]:
-        """Status and JSON body for `GET target` with X-IDENTITY-HEADER `header`."""
+        """Status and JSON body for `GET target` with X-IDENTITY-HEADER `header` (a 503 goes
+        out with Retry-After: TRANSIENT_RETRY_AFTER_S)."""
         started = time.perf_counter()
         url = urllib.parse.urlsplit(target)
         query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
@@ -359,7 +369,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         broker = cast(_Server, self.server).broker
         status, body = broker.answer(self.path, self.headers.get(HEADER))
-        self._send(status, body)
+        transient = {"Retry-After": str(TRANSIENT_RETRY_AFTER_S)} if status == 503 else None
+        self._send(status, body, transient)
 
     def _not_allowed(self) -> None:
         self.close_connection = True  # a body we do not read must not be taken for a request
@@ -367,9 +378,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = _not_allowed
 
-    def _send(self, status: int, body: dict[str, Any]) -> None:
+    def _send(
+        self, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")

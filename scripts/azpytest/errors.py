@@ -32,6 +32,7 @@ class Diagnosis(Exception):
     fix: str  # the exact fix; may hold a fenced code block
     details: list[tuple[str, str]] = field(default_factory=list)  # facts shown side by side
     exit_code: int = 1
+    transient: bool = False  # the service may answer later (the broker says 503, not 400)
 
     def __str__(self) -> str:
         return f"{self.what} {self.cause}"
@@ -360,21 +361,43 @@ def secret_too_short(*, vault: str, secret: str, env: str) -> str:
 # ---------------------------------------------------------------------------- network
 
 
-def proxy_in_use(environ: Mapping[str, str] | None = None) -> str | None:
+def proxy_in_use(environ: Mapping[str, str] | None = None, host: str | None = None) -> str | None:
+    """The proxy a request to `host` goes through (HTTPS_PROXY, ALL_PROXY), or None when
+    there is none or NO_PROXY sends `host` direct."""
     env = os.environ if environ is None else environ
+    if host is not None and _no_proxy(host, env.get("NO_PROXY") or env.get("no_proxy") or ""):
+        return None
     for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         if env.get(name):
             return env[name]
     return None
 
 
+def _no_proxy(host: str, no_proxy: str) -> bool:
+    name = host.lower().rsplit(":", 1)[0] if host.count(":") == 1 else host.lower()
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if entry == "*":
+            return True
+        entry = entry.lstrip("*").lstrip(".")
+        if entry and (name == entry or name.endswith("." + entry)):
+            return True
+    return False
+
+
+def route(host: str, environ: Mapping[str, str] | None = None) -> str:
+    """How a request to `host` went: through which proxy, or directly and why."""
+    env = os.environ if environ is None else environ
+    proxy = proxy_in_use(env, host)
+    if proxy:
+        return f"through the proxy {_strip_userinfo(proxy)} (HTTPS_PROXY)"
+    if proxy_in_use(env):
+        return "directly (NO_PROXY names it)"
+    return "directly (no HTTPS_PROXY set)"
+
+
 def unreachable(host: str, error: str, environ: Mapping[str, str] | None = None) -> Diagnosis:
-    proxy = proxy_in_use(environ)
-    via = (
-        f"through the proxy {_strip_userinfo(proxy)} (HTTPS_PROXY)"
-        if proxy
-        else "directly (no HTTPS_PROXY set)"
-    )
+    proxy = proxy_in_use(environ, host)
+    via = route(host, environ)
     return Diagnosis(
         kind="unreachable",
         what=f"Could not reach {host} {via}.",
@@ -387,6 +410,48 @@ def unreachable(host: str, error: str, environ: Mapping[str, str] | None = None)
             + (" (the proxy must allow CONNECT to it)." if proxy else ".")
         ),
     )
+
+
+# The services a diagnosis names, as users know them, and the kind's prefix for each.
+GITHUB_OIDC = "GitHub OIDC"
+ENTRA = "Entra ID"
+KEY_VAULT = "Key Vault"
+ARM = "ARM"
+AKS_API = "the AKS API server"
+_SLUGS = {GITHUB_OIDC: "github-oidc", ENTRA: "entra", KEY_VAULT: "keyvault", ARM: "arm"}
+_STATUS_PAGES = {GITHUB_OIDC: "https://www.githubstatus.com"}
+
+
+def service_unavailable(
+    *, service: str, host: str, said: str, environ: Mapping[str, str] | None = None
+) -> Diagnosis:
+    """A service kept failing in a way that may pass (429, 5xx, a reset, a timeout, a body
+    that is not JSON) until the deadline. `said`: the last answer, the tries and the bound."""
+    via = route(host, environ)
+    status = _STATUS_PAGES.get(service, "https://azure.status.microsoft")
+    return Diagnosis(
+        kind=f"{_SLUGS.get(service, 'aks-api')}-unavailable",
+        what=f"{service} ({host}) did not answer usably: {said}.",
+        cause=(
+            f"{service} is down, throttling or overloaded, or the network between ({via}) "
+            "drops the connection; azpytest retried with backoff until the deadline."
+        ),
+        fix=(
+            f"Rerun the job; if it persists, check {status}"
+            + (" and the proxy" if proxy_in_use(environ, host) else "")
+            + ". A slow but working service needs a longer `timeout` input "
+            "(AZPYTEST_TIMEOUT, seconds; default 40)."
+        ),
+        details=[("service", service), ("host", host), ("answered", said), ("route", via)],
+        transient=True,
+    )
+
+
+def not_json(status: int, body: bytes | str) -> str:
+    """What a service answered when its body is not JSON: the status and the first bytes."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    shown = "".join(c if c.isprintable() else " " for c in text[:60]).strip()
+    return f"HTTP {status}, not JSON: {shown + ('…' if len(text) > 60 else '')!r}"
 
 
 def _strip_userinfo(url: str) -> str:
@@ -704,6 +769,16 @@ def cluster_refused(status: object, reason: object, plugin_said: str | None) -> 
     """The API server answered the job's identity with an error (401 when no token went)."""
     return f"azpytest: the AKS cluster refused the job's identity: HTTP {status} {reason}" + (
         f"\n{plugin_said}" if plugin_said else ""
+    )
+
+
+def cluster_unavailable(host: str, said: str) -> str:
+    """The API server kept answering 429/5xx (or dropping the connection) until the
+    deadline: it is overloaded or restarting, not refusing the identity."""
+    return (
+        f"azpytest: the AKS API server ({host}) did not answer usably: {said}. It is "
+        "throttling, overloaded or restarting, not refusing the job's identity; rerun, or "
+        "give it longer with AZPYTEST_TIMEOUT (seconds; default 40)"
     )
 
 

@@ -13,9 +13,9 @@ import base64
 import json
 import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from azure.core.credentials import (
@@ -25,11 +25,12 @@ from azure.core.credentials import (
     TokenRequestOptions,
 )
 from azure.core.exceptions import ClientAuthenticationError
-from urllib3.util.retry import Retry
 
 from azpytest import errors, http
 from azpytest.github import Workflow
 from azpytest.settings import Settings
+
+T = TypeVar("T")
 
 # The claims kept from the GitHub token for diagnosis (never the token itself).
 DIAGNOSTIC_CLAIMS = (
@@ -57,22 +58,20 @@ def unverified_claims(token: str) -> dict[str, Any]:
 
 
 class GitHubAssertion:
-    """The `func` of ClientAssertionCredential: a fresh GitHub OIDC token on every call."""
+    """The `func` of ClientAssertionCredential: a fresh GitHub OIDC token on every call.
 
-    def __init__(self, workflow: Workflow, audience: str) -> None:
+    A 429, a 5xx, a reset, a timeout or a body that is not JSON is asked again with backoff
+    until the deadline (http.Timeouts); then the diagnosis names GitHub OIDC and its host."""
+
+    def __init__(
+        self, workflow: Workflow, audience: str, timeouts: http.Timeouts | None = None
+    ) -> None:
         self.workflow = workflow
         self.audience = audience
+        self.timeouts = timeouts or http.Timeouts()
         self.claims: dict[str, Any] = {}
         self.requests = 0
-        retry = Retry(
-            total=3,
-            backoff_factor=0.5,
-            status_forcelist=(429, 500, 502, 503, 504),
-            allowed_methods=("GET",),
-            respect_retry_after_header=True,
-            raise_on_status=False,
-        )
-        self._session = http.session(workflow.environ, retry=retry)
+        self._session = http.session(workflow.environ, timeouts=self.timeouts)
 
     def __call__(self) -> str:
         environ = self.workflow.environ
@@ -83,23 +82,76 @@ class GitHubAssertion:
         separator = "&" if "?" in url else "?"
         full = f"{url}{separator}audience={urllib.parse.quote(self.audience, safe='')}"
         host = urllib.parse.urlsplit(url).hostname or url
+
+        def attempt(timeout: tuple[float, float]) -> str:
+            try:
+                answer = self._session.get(
+                    full, headers={"Authorization": f"Bearer {request_token}"}, timeout=timeout
+                )
+            except requests.RequestException as exc:
+                transient = http.network_transient(exc, self.timeouts)
+                if transient is None:
+                    raise errors.unreachable(host, str(exc), environ) from None
+                raise transient from None
+            status = answer.status_code
+            if status == 429 or status >= 500:
+                raise http.Transient(f"HTTP {status}", retry_after=http.retry_after(answer.headers))
+            if status != 200:
+                raise errors.oidc_request_failed(status, host)
+            try:
+                return str(answer.json()["value"])
+            except (ValueError, KeyError, TypeError):
+                raise http.Transient(errors.not_json(status, answer.content)) from None
+
         try:
-            answer = self._session.get(
-                full, headers={"Authorization": f"Bearer {request_token}"}, timeout=(10, 30)
-            )
-        except requests.RequestException as exc:
-            raise errors.unreachable(host, str(exc), environ) from None
-        if answer.status_code != 200:
-            raise errors.oidc_request_failed(answer.status_code, host)
-        try:
-            token = str(answer.json()["value"])
-        except (ValueError, KeyError, TypeError):
-            raise errors.oidc_request_failed(answer.status_code, host) from None
+            token = http.retrying(attempt, self.timeouts)
+        except http.GaveUp as gave_up:
+            raise errors.service_unavailable(
+                service=errors.GITHUB_OIDC, host=host, said=gave_up.summary(), environ=environ
+            ) from None
         self.workflow.mask(token)
         self.requests += 1
         claims = unverified_claims(token)
         self.claims = {k: claims[k] for k in DIAGNOSTIC_CLAIMS if k in claims}
         return token
+
+
+def azure_transient(exc: Exception, timeouts: http.Timeouts) -> http.Transient | None:
+    """An Entra failure worth asking again (429, 5xx, AADSTS90033, a reset, a timeout, a body
+    that is not JSON); None for a refusal."""
+    from azure.core.exceptions import (
+        DecodeError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceRequestTimeoutError,
+        ServiceResponseError,
+        ServiceResponseTimeoutError,
+    )
+
+    if isinstance(exc, ServiceRequestTimeoutError):
+        return http.Transient(
+            "no connection", bound=f"the connect timeout of {timeouts.connect:.3g} s"
+        )
+    if isinstance(exc, ServiceResponseTimeoutError):
+        return http.Transient("no answer", bound=f"the read timeout of {timeouts.read:.3g} s")
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return http.Transient(f"the connection failed ({http.reason(exc)})")
+    if isinstance(exc, DecodeError):
+        response: Any = exc.response
+        body = response.body() if response is not None else b""
+        return http.Transient(errors.not_json(exc.status_code or 200, body))
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code or 0
+        message = str(exc.message if hasattr(exc, "message") else exc)
+        if status == 429 or status >= 500 or errors.aadsts_code(message) == 90033:
+            code = errors.aadsts_code(message)
+            response = exc.response
+            headers = getattr(response, "headers", None) or {}
+            return http.Transient(
+                f"HTTP {status}" + (f" AADSTS{code}" if code else ""),
+                retry_after=http.retry_after(headers),
+            )
+    return None
 
 
 @dataclass
@@ -117,6 +169,8 @@ class Identity:
     workflow: Workflow
     assertion: GitHubAssertion | None = None
     principal: dict[str, str] = field(default_factory=dict)  # appid/oid from the last token
+    timeouts: http.Timeouts = field(default_factory=http.Timeouts)
+    authority: str = "login.microsoftonline.com"  # Entra's host, for diagnoses
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -142,12 +196,11 @@ class Identity:
     ) -> AccessToken:
         options = {"tenant_id": tenant_id, "enable_cae": enable_cae}
         with self._lock(scopes, options):
-            try:
-                token = self.credential.get_token(
+            token = self._asking(
+                lambda: self.credential.get_token(
                     *scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs
                 )
-            except ClientAuthenticationError as exc:
-                raise self.diagnose(exc) from None
+            )
         self._seen(token.token)
         return token
 
@@ -155,17 +208,51 @@ class Identity:
         self, *scopes: str, options: TokenRequestOptions | None = None
     ) -> AccessTokenInfo:
         opts: Mapping[str, Any] = options or {}
+
+        def ask() -> AccessTokenInfo:
+            if hasattr(self.credential, "get_token_info"):
+                info: AccessTokenInfo = self.credential.get_token_info(*scopes, options=options)
+                return info
+            token = self.credential.get_token(*scopes, **dict(opts))
+            return AccessTokenInfo(token.token, token.expires_on)
+
         with self._lock(scopes, opts):
-            try:
-                if hasattr(self.credential, "get_token_info"):
-                    info: AccessTokenInfo = self.credential.get_token_info(*scopes, options=options)
-                else:
-                    token = self.credential.get_token(*scopes, **dict(opts))
-                    info = AccessTokenInfo(token.token, token.expires_on)
-            except ClientAuthenticationError as exc:
-                raise self.diagnose(exc) from None
+            info = self._asking(ask)
         self._seen(info.token)
         return info
+
+    def _asking(self, ask: Callable[[], T]) -> T:
+        """Ask Entra (with the job's GitHub assertion) until the deadline while its answers
+        are transient; a refusal is diagnosed at once. Outside Actions, DefaultAzureCredential
+        is asked once (its chain has its own retries)."""
+        if self.assertion is None:
+            try:
+                return ask()
+            except ClientAuthenticationError as exc:
+                raise self.diagnose(exc) from None
+
+        def attempt(_timeout: tuple[float, float]) -> T:
+            try:
+                return ask()
+            except errors.Diagnosis:
+                raise
+            except Exception as exc:
+                transient = azure_transient(exc, self.timeouts)
+                if transient is not None:
+                    raise transient from None
+                if isinstance(exc, ClientAuthenticationError):
+                    raise self.diagnose(exc) from None
+                raise
+
+        try:
+            return http.retrying(attempt, self.timeouts)
+        except http.GaveUp as gave_up:
+            raise errors.service_unavailable(
+                service=errors.ENTRA,
+                host=self.authority,
+                said=gave_up.summary(),
+                environ=self.workflow.environ,
+            ) from None
 
     def diagnose(self, exc: ClientAuthenticationError) -> errors.Diagnosis:
         message = str(exc.message if hasattr(exc, "message") else exc)
@@ -185,25 +272,25 @@ class Identity:
             close()
 
 
-def _transport(workflow: Workflow) -> Any:
-    from azure.core.pipeline.transport import RequestsTransport
-
-    return RequestsTransport(session=http.session(workflow.environ), session_owner=True)
-
-
 def build(settings: Settings, workflow: Workflow) -> Identity:
     """The explicit choice: GitHub OIDC inside Actions, DefaultAzureCredential outside."""
+    timeouts = http.Timeouts(settings.timeout)
+    authority = urllib.parse.urlsplit(settings.cloud.authority_host).hostname
+    authority = authority or settings.cloud.authority_host
     if settings.in_actions:
         from azure.identity import ClientAssertionCredential
 
         assert settings.tenant_id and settings.client_id  # settings requires both in Actions
-        assertion = GitHubAssertion(workflow, settings.audience)
+        assertion = GitHubAssertion(workflow, settings.audience, timeouts)
         credential = ClientAssertionCredential(
             settings.tenant_id,
             settings.client_id,
             assertion,
             authority=settings.cloud.authority_host,
-            transport=_transport(workflow),
+            # The bounds go to the transport (a client ignores its own with transport=);
+            # Identity retries transient answers within the deadline, so the SDK does not.
+            transport=http.transport(workflow.environ, timeouts),
+            retry_total=0,
         )
         description = (
             f"GitHub OIDC -> Entra ID (workload identity federation): tenant "
@@ -211,7 +298,14 @@ def build(settings: Settings, workflow: Workflow) -> Identity:
             f"{settings.audience}; a fresh GitHub token for every Entra request"
         )
         return Identity(
-            credential, description, settings.tenant_id, settings.client_id, workflow, assertion
+            credential,
+            description,
+            settings.tenant_id,
+            settings.client_id,
+            workflow,
+            assertion,
+            timeouts=timeouts,
+            authority=authority,
         )
 
     from azure.identity import DefaultAzureCredential
@@ -224,4 +318,12 @@ def build(settings: Settings, workflow: Workflow) -> Identity:
         "DefaultAzureCredential (outside GitHub Actions: environment, workload "
         "identity, managed identity, az login, azd, PowerShell)" + (f": {who}" if who else "")
     )
-    return Identity(default, description, settings.tenant_id, settings.client_id, workflow)
+    return Identity(
+        default,
+        description,
+        settings.tenant_id,
+        settings.client_id,
+        workflow,
+        timeouts=timeouts,
+        authority=authority,
+    )

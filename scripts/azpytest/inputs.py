@@ -353,6 +353,20 @@ INPUTS: tuple[Input, ...] = (
     Input("python-version", "Python of azpytest's private environment", ACTION, steps=()),
     Input("requirements", "the tests' own dependencies for that environment", ACTION, steps=()),
     Input("merge", "merge mode: a glob of the shards' JUnit files", ACTION, steps=()),
+    # ------------------------------------------------------------ the timeout policy (http.py)
+    Input(
+        "timeout",
+        "seconds one call to a service (GitHub OIDC, Entra ID, Key Vault, ARM, the AKS API) "
+        "may take with its retries (default 40; each connect at most 10 s, each read 20 s, "
+        "at most a third of it)",
+        IDENTITY,
+        kind="int",
+        default="40",
+        minimum=1,
+        steps=(*STEPS, "kube-token"),
+        action=False,
+        plugin=True,
+    ),
 )
 
 BY_NAME = {i.name: i for i in INPUTS}

@@ -24,7 +24,7 @@ from azure.core.exceptions import (
 )
 
 from azpytest import errors, http
-from azpytest.identity import Identity
+from azpytest.identity import Identity, azure_transient
 from azpytest.inputs import denied_variable, env_name_for
 from azpytest.masking import MIN_SCRUBBED
 from azpytest.settings import Settings
@@ -78,19 +78,20 @@ class AuditLog:
 
 def fetch(settings: Settings, identity: Identity, audit: AuditLog) -> list[FetchedSecret]:
     """Fetch what the `secrets` input asks for; a Diagnosis explains any failure."""
-    from azure.core.pipeline.transport import RequestsTransport
     from azure.keyvault.secrets import SecretClient
 
     assert settings.key_vault is not None and settings.vault_name is not None
     vault = settings.vault_name
-    # One connection per worker, so the pool never drops and re-opens TLS connections.
-    session = http.session(identity.workflow.environ, pool_size=MAX_WORKERS)
+    # One connection per worker, so the pool never drops and re-opens TLS connections. The
+    # bounds go to the transport (a client given transport= ignores its own); _call retries
+    # transient answers within the deadline, so the SDK does not.
     client = SecretClient(
         settings.key_vault,
         identity,
-        transport=RequestsTransport(session=session),
-        connection_timeout=10,
-        read_timeout=30,
+        transport=http.transport(
+            identity.workflow.environ, http.Timeouts(settings.timeout), pool_size=MAX_WORKERS
+        ),
+        retry_total=0,
     )
     globs = [s for s in settings.secrets if s.is_glob]
     named = [s for s in settings.secrets if not s.is_glob]
@@ -214,9 +215,32 @@ def _call(
     data_action: str,
     client: Any = None,
 ) -> Any:
-    """Run one Key Vault call, turning what can go wrong into a Diagnosis."""
+    """Run one Key Vault call, turning what can go wrong into a Diagnosis: a transient
+    answer (429, 5xx, a reset, a timeout, a 200 that is not JSON) is asked again until the
+    deadline; then the diagnosis names Key Vault and its host."""
+    timeouts = http.Timeouts(settings.timeout)
+    host = settings.key_vault.removeprefix("https://").rstrip("/") if settings.key_vault else vault
+
+    def attempt(_timeout: tuple[float, float]) -> Any:
+        try:
+            return action()
+        except errors.Diagnosis:
+            raise
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            transient = _transient(exc, timeouts)
+            if transient is None:
+                raise
+            raise transient from None
+
     try:
-        return action()
+        return http.retrying(attempt, timeouts)
+    except http.GaveUp as gave_up:
+        raise errors.service_unavailable(
+            service=errors.KEY_VAULT,
+            host=host,
+            said=gave_up.summary(),
+            environ=identity.workflow.environ,
+        ) from None
     except errors.Diagnosis:
         raise
     except ResourceNotFoundError:
@@ -246,8 +270,15 @@ def _call(
             message=(exc.message or str(exc)).splitlines()[0],
         ) from None
     except (ServiceRequestError, ServiceResponseError) as exc:
-        host = settings.key_vault.removeprefix("https://") if settings.key_vault else vault
-        raise errors.unreachable(host, str(exc)) from None
+        raise errors.unreachable(host, str(exc), identity.workflow.environ) from None
+
+
+def _transient(exc: Exception, timeouts: http.Timeouts) -> http.Transient | None:
+    """Key Vault's answers worth asking again: identity.azure_transient's rules (the same
+    azure-core exceptions), except that a name the proxy cannot reach is not retried."""
+    if isinstance(exc, ServiceRequestError) and http.proxy_refused(exc):
+        return None
+    return azure_transient(exc, timeouts)
 
 
 def _vault_scope(resource: str) -> str:

@@ -30,7 +30,6 @@ from typing import Any
 import requests
 import yaml
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
-from urllib3.util.retry import Retry
 
 from azpytest import errors, http, identity
 from azpytest.clouds import AKS_SERVER_ID, DEFAULT_AUDIENCE
@@ -79,20 +78,10 @@ def cluster_id(settings: Settings) -> str:
     )
 
 
-def _retry() -> Retry:
-    # listCluster*Credential changes nothing: retrying the POST is safe.
-    return Retry(
-        total=4,
-        backoff_factor=0.5,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=("POST",),
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
-
-
 def request_kubeconfig(settings: Settings, who: Identity, workflow: Workflow) -> dict[str, Any]:
-    """POST list*Credential with the ARM token; ARM's failures become diagnoses."""
+    """POST list*Credential with the ARM token; ARM's failures become diagnoses. A transient
+    answer (429, 5xx, a reset, a timeout, a 200 that is not JSON) is asked again until the
+    deadline (list*Credential changes nothing: retrying the POST is safe)."""
     assert settings.subscription_id and settings.aks_resource_group and settings.aks_cluster
     action = "listClusterAdminCredential" if settings.aks_admin else "listClusterUserCredential"
     params = {"api-version": API_VERSION}
@@ -100,21 +89,47 @@ def request_kubeconfig(settings: Settings, who: Identity, workflow: Workflow) ->
         params["format"] = "exec"  # kubelogin's exec, not the retired azure auth-provider
     url = f"{settings.cloud.arm_endpoint}{cluster_id(settings)}/{action}"
     host = urllib.parse.urlsplit(settings.cloud.arm_endpoint).hostname or url
+    timeouts = http.Timeouts(settings.timeout)
     token = who.get_token(settings.cloud.arm_scope).token  # masked, Entra refusals diagnosed
-    with http.session(workflow.environ, retry=_retry()) as session:
+
+    def attempt(timeout: tuple[float, float]) -> tuple[requests.Response, Any]:
         try:
             answer = session.post(
                 url,
                 params=params,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                timeout=(10, 30),
+                timeout=timeout,
             )
         except requests.RequestException as exc:
-            raise errors.unreachable(host, str(exc), workflow.environ) from None
+            transient = http.network_transient(exc, timeouts)
+            if transient is None:
+                raise errors.unreachable(host, str(exc), workflow.environ) from None
+            raise transient from None
+        status = answer.status_code
+        if status == 429 or status >= 500:
+            code = _arm_code(answer)
+            raise http.Transient(
+                f"HTTP {status}" + (f" {code}" if code else ""),
+                retry_after=http.retry_after(answer.headers),
+            )
+        if status != 200:
+            return answer, None
+        try:
+            return answer, answer.json()
+        except ValueError:
+            raise http.Transient(errors.not_json(status, answer.content)) from None
+
+    with http.session(workflow.environ, timeouts=timeouts) as session:
+        try:
+            answer, body = http.retrying(attempt, timeouts)
+        except http.GaveUp as gave_up:
+            raise errors.service_unavailable(
+                service=errors.ARM, host=host, said=gave_up.summary(), environ=workflow.environ
+            ) from None
     if answer.status_code != 200:
         raise _arm_failure(answer, settings, who, action)
     try:
-        entries = answer.json()["kubeconfigs"]
+        entries = body["kubeconfigs"]
         value = entries[0]["value"]
         text = base64.b64decode(value, validate=True).decode("utf-8")
     except (ValueError, KeyError, IndexError, TypeError, binascii.Error, UnicodeDecodeError):
@@ -132,6 +147,13 @@ def request_kubeconfig(settings: Settings, who: Identity, workflow: Workflow) ->
             cluster=settings.aks_cluster, problem=errors.KUBECONFIG_NOT_YAML
         )
     return data
+
+
+def _arm_code(answer: requests.Response) -> str:
+    try:
+        return str((answer.json().get("error") or {}).get("code") or "")
+    except (ValueError, AttributeError):
+        return ""
 
 
 def _arm_failure(
@@ -343,7 +365,7 @@ def exec_credential(api_version: str, token: str, expires_on: int) -> dict[str, 
 
 # The inputs kube-token reads; the variables of every other input are not looked at, so a
 # value only prepare uses cannot fail the plugin under kubectl.
-_TOKEN_INPUTS = {"tenant-id", "client-id", "cloud", "audience", "env-file", "debug"}
+_TOKEN_INPUTS = {"tenant-id", "client-id", "cloud", "audience", "env-file", "debug", "timeout"}
 
 
 def token_main(server_id: str, flags: Mapping[str, str | None]) -> int:

@@ -81,6 +81,7 @@ class Settings:
     profiles: ProfilesSpec | None = None  # connection and dbt profiles (profiles.py)
     run: RunOptions = field(default_factory=lambda: RunOptions())
     notes: tuple[str, ...] = field(default=())  # warnings found while reading the inputs
+    timeout: float = 40.0  # seconds one call to a service may take with its retries (http.py)
 
     @property
     def use_broker(self) -> bool:
@@ -243,6 +244,7 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
         profiles=profiles_spec,
         run=_run_options(get, source.env),
         notes=tuple(dict.fromkeys(source.notes)),
+        timeout=float(get("timeout") or 40),
     )
 
 

@@ -6,6 +6,7 @@ import contextlib
 import json
 import socket
 import ssl
+import struct
 import threading
 import time
 import urllib.parse
@@ -161,14 +162,16 @@ class FaultBook:
         """The delay in ms for this request, and the fault that answers it (if any)."""
         delay = self.latency_ms
         chosen = None
+        now = time.monotonic()
         with self._lock:
             for fault in self.faults:
                 if not fault.matches(service, method, host, path):
                     continue
                 delay += fault.latency_ms
-                answers = fault.status is not None or fault.hang_s or fault.malformed
-                if chosen is None and answers and (fault.times == 0 or fault.hits < fault.times):
+                if chosen is None and fault.answers and fault.in_force(now):
                     fault.hits += 1
+                    if fault.first_hit is None:
+                        fault.first_hit = now
                     chosen = fault
         return delay, chosen
 
@@ -265,6 +268,30 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             )
             return
+        elif fault is not None and fault.reset:
+            self.server.log.add(
+                LoggedRequest(
+                    started,
+                    service_name,
+                    self.command,
+                    host,
+                    safe_path(parsed.path, query),
+                    0,
+                    "reset",
+                )
+            )
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                # Linger 0: close() sends a TCP reset instead of a clean end.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.connection.close()
+            return
+        elif fault is not None and fault.truncated:
+            response = Response(
+                200, b'{"value": "eyJhbGciOiJSUzI1NiJ9.eyJ', {"Content-Type": "application/json"}
+            )
         elif fault is not None and fault.malformed:
             response = Response(
                 200,

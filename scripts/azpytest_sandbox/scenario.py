@@ -208,7 +208,11 @@ class Fault:
 
     `status` answers that status `times` times (0 = always) with `retry_after` seconds;
     `hang_s` holds the request that long and closes the connection without an answer;
-    `malformed` answers 200 with a body that is not JSON; `latency_ms` delays the answer.
+    `reset` drops the connection (TCP reset) without an answer; `malformed` answers 200
+    with a body that is not JSON (an HTML error page); `truncated` answers 200 with JSON
+    cut short; `latency_ms` delays the answer. `for_s` limits the rule to that many
+    seconds from the first request it answers (an outage that passes), with `times` or
+    instead of it.
     """
 
     service: str = "*"
@@ -220,8 +224,24 @@ class Fault:
     retry_after: float | None = None
     hang_s: float = 0.0
     malformed: bool = False
+    truncated: bool = False
+    reset: bool = False
     latency_ms: int = 0
+    for_s: float | None = None
     hits: int = 0
+    first_hit: float | None = None  # time.monotonic() of the first request it answered
+
+    @property
+    def answers(self) -> bool:
+        return bool(
+            self.status is not None or self.hang_s or self.malformed or self.truncated or self.reset
+        )
+
+    def in_force(self, now: float) -> bool:
+        """Whether the rule still answers: `times` not used up, `for_s` not over."""
+        if self.times and self.hits >= self.times:
+            return False
+        return self.for_s is None or self.first_hit is None or now - self.first_hit < self.for_s
 
     def matches(self, service: str, method: str, host: str, path: str) -> bool:
         return (
@@ -686,7 +706,10 @@ def _fault(data: Any, where: str) -> Fault:
         "retry_after",
         "hang_s",
         "malformed",
+        "truncated",
+        "reset",
         "latency_ms",
+        "for_s",
     }
     _no_unknown(obj, known, where)
     service = _str(obj, "service", where, "*")
@@ -705,6 +728,11 @@ def _fault(data: Any, where: str) -> Fault:
     hang = obj.get("hang_s", 0)
     if isinstance(hang, bool) or not isinstance(hang, int | float) or hang < 0:
         raise ScenarioError(f"{where}.hang_s: expected seconds, got {hang!r}")
+    for_s = obj.get("for_s")
+    if for_s is not None and (
+        isinstance(for_s, bool) or not isinstance(for_s, int | float) or for_s <= 0
+    ):
+        raise ScenarioError(f"{where}.for_s: expected seconds (more than 0), got {for_s!r}")
     return Fault(
         service=service,
         method=_str(obj, "method", where, "*").upper(),
@@ -715,5 +743,8 @@ def _fault(data: Any, where: str) -> Fault:
         retry_after=retry_after,
         hang_s=float(hang),
         malformed=_bool(obj, "malformed", where, False),
+        truncated=_bool(obj, "truncated", where, False),
+        reset=_bool(obj, "reset", where, False),
         latency_ms=_int(obj, "latency_ms", where, 0),
+        for_s=None if for_s is None else float(for_s),
     )

@@ -179,22 +179,72 @@ def test_requests_the_endpoint_refuses() -> None:
     }
 
 
-def test_an_unknown_failure_is_a_500_naming_it() -> None:
+@pytest.mark.parametrize(
+    ("raised", "status"),
+    [
+        # The network failed: the client may ask again (issue 14: not a permanent 500/400).
+        (ConnectionError("login.microsoftonline.com: connection refused"), 503),
+        (TimeoutError("login.microsoftonline.com: connection refused"), 503),
+        # Anything else is a failure of the broker's own, still named.
+        (RuntimeError("login.microsoftonline.com: connection refused"), 500),
+    ],
+)
+def test_an_unknown_failure_names_it_and_a_network_one_is_transient(
+    raised: Exception, status: int
+) -> None:
     clock = Clock()
 
     class Broken(Source):
         def get_token_info(
             self, *scopes: str, options: TokenRequestOptions | None = None
         ) -> AccessTokenInfo:
-            raise ConnectionError("login.microsoftonline.com: connection refused")
+            raise raised
 
     broker = Broker(Broken(clock), client_id=None, clock=clock)
-    status, body = answer(broker, "api-version=2019-08-01&resource=https://vault.azure.net")
-    assert status == 500
+    answered, body = answer(broker, "api-version=2019-08-01&resource=https://vault.azure.net")
+    assert answered == status
     assert body["message"] == (
         "azpytest token broker: no token for resource https://vault.azure.net: "
-        "ConnectionError: login.microsoftonline.com: connection refused"
+        f"{type(raised).__name__}: login.microsoftonline.com: connection refused"
     )
+
+
+def test_a_transient_entra_failure_is_a_503_a_refusal_stays_400() -> None:
+    clock = Clock()
+    said = {"transient": True}
+
+    class Flaky(Source):
+        def get_token_info(
+            self, *scopes: str, options: TokenRequestOptions | None = None
+        ) -> AccessTokenInfo:
+            if said["transient"]:
+                raise errors.service_unavailable(
+                    service=errors.ENTRA,
+                    host="login.microsoftonline.com",
+                    said="HTTP 503 AADSTS90033; gave up after 3 tries in 40.0 s (deadline 40 s)",
+                    environ={},
+                )
+            raise errors.entra_refused(
+                "AADSTS700016: Application not found",
+                tenant_id="t",
+                client_id="c",
+                claims={},
+                audience="api://AzureADTokenExchange",
+            )
+
+    broker = Broker(Flaky(clock), client_id=None, clock=clock)
+    query = "api-version=2019-08-01&resource=https://vault.azure.net"
+    status, body = answer(broker, query)
+    assert status == 503
+    assert body["message"].startswith(
+        "azpytest token broker: no token for resource https://vault.azure.net. Entra ID "
+        "(login.microsoftonline.com) did not answer usably: HTTP 503 AADSTS90033"
+    )
+    said["transient"] = False
+    clock.now += 1
+    status, body = answer(broker, query)
+    assert status == 400
+    assert "AADSTS700016" in body["message"]
 
 
 def test_the_header_is_masked_before_anything_else() -> None:

@@ -78,6 +78,16 @@ def _cases(tmp_path: Path) -> list[tuple[str, dict[str, Any]]]:
         ("arm_failed", {"status": 503, **ARM}),
         ("arm_failed", {"status": 400, **ARM}),
         ("kubeconfig_unreadable", {"cluster": "aks", "problem": errors.KUBECONFIG_NOT_YAML}),
+        *(
+            ("service_unavailable", {"service": service, "host": "h.example", "said": "HTTP 503"})
+            for service in (
+                errors.GITHUB_OIDC,
+                errors.ENTRA,
+                errors.KEY_VAULT,
+                errors.ARM,
+                errors.AKS_API,
+            )
+        ),
     ]
 
 
@@ -110,3 +120,24 @@ def test_each_branch_of_each_factory_sets_its_own_kebab_case_kind(tmp_path: Path
         )
         seen[diagnosis.kind] = name
         assert diagnosis.what and diagnosis.cause and diagnosis.fix, name
+
+
+PROXIED = {"HTTPS_PROXY": "http://user:pw@proxy.corp:3128", "NO_PROXY": "127.0.0.1,.corp.example"}
+
+
+def test_a_diagnosis_says_the_route_no_proxy_honoured() -> None:
+    """A reset on a host NO_PROXY sends direct is not blamed on the proxy (issue 14)."""
+    direct = errors.unreachable("127.0.0.1", "reset", PROXIED)
+    assert direct.what == "Could not reach 127.0.0.1 directly (NO_PROXY names it)."
+    inner = errors.service_unavailable(
+        service=errors.KEY_VAULT, host="kv.corp.example", said="HTTP 503", environ=PROXIED
+    )
+    assert ("route", "directly (NO_PROXY names it)") in inner.details
+    outer = errors.unreachable("kv-app.vault.azure.net", "reset", PROXIED)
+    assert outer.what == (
+        "Could not reach kv-app.vault.azure.net through the proxy http://proxy.corp:3128 "
+        "(HTTPS_PROXY)."
+    )
+    assert errors.unreachable("kv-app.vault.azure.net", "reset", {}).what == (
+        "Could not reach kv-app.vault.azure.net directly (no HTTPS_PROXY set)."
+    )

@@ -86,6 +86,11 @@ def test_yaml_file_is_loaded(tmp_path: Path) -> None:
             "faults[0].status: expected an HTTP status (100-599), got 999",
         ),
         ({"token_lifetime_s": 0}, "token_lifetime_s: expected a whole number ≥ 1"),
+        (
+            {"faults": [{"status": 503, "for_s": 0}]},
+            "faults[0].for_s: expected seconds (more than 0), got 0",
+        ),
+        ({"faults": [{"reset": "yes"}]}, "faults[0].reset: expected true or false, got 'yes'"),
     ],
 )
 def test_invalid_scenarios_name_the_field(data: object, message: str) -> None:
@@ -99,3 +104,27 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
     path.write_text("vaults:\n  - name: [x\n")
     with pytest.raises(ScenarioError, match=rf"^{path}: .* at line 3, column 1$"):
         load_scenario(path)
+
+
+def test_a_fault_answers_its_times_or_for_its_seconds() -> None:
+    from azpytest_sandbox.httpd import FaultBook
+
+    scenario = build_scenario(
+        {
+            "faults": [
+                {"service": "keyvault", "reset": True, "times": 1},
+                {"service": "entra", "status": 503, "for_s": 5},
+                {"service": "github", "truncated": True},
+            ]
+        }
+    )
+    book = FaultBook(scenario.faults)
+    reset, outage, truncated = scenario.faults
+    assert book.pick("keyvault", "GET", "kv.vault.azure.net", "/secrets/x") == (0, reset)
+    assert book.pick("keyvault", "GET", "kv.vault.azure.net", "/secrets/x") == (0, None)
+    assert book.pick("github", "GET", "127.0.0.1", "/idtoken") == (0, truncated)
+    assert book.pick("github", "GET", "127.0.0.1", "/idtoken") == (0, truncated)
+    assert book.pick("entra", "POST", "login.microsoftonline.com", "/t/token") == (0, outage)
+    assert outage.first_hit is not None
+    assert outage.in_force(outage.first_hit + 4.9)
+    assert not outage.in_force(outage.first_hit + 5)

@@ -11,7 +11,7 @@ import pytest
 
 from azpytest import errors
 from azpytest.plugin.artifacts import artifact_state, failed
-from azpytest.plugin.common import prepared, skip_or_fail
+from azpytest.plugin.common import prepared, setting, skip_or_fail
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, CoreV1Api, V1ObjectMeta
@@ -25,14 +25,29 @@ def kubeconfig() -> Path:
     return Path(path)
 
 
+def _timeouts() -> tuple[float, float]:
+    """(connect, read) for each request to the API server: the timeout policy of http.py."""
+    from azpytest.http import Timeouts
+
+    timeouts = Timeouts(float(setting("timeout") or 40))
+    return timeouts.connect, timeouts.read
+
+
 @pytest.fixture(scope="session")
 def kube_client(kubeconfig: Path) -> Iterator[ApiClient]:
     """A ready `kubernetes.client.ApiClient` for the prepared cluster."""
-    from kubernetes import config
+    from kubernetes import client, config
+    from urllib3.util.retry import Retry
 
-    client = config.new_client_from_config(config_file=str(kubeconfig))
-    yield client
-    client.close()
+    configuration = type.__call__(client.Configuration)  # not a copy of the default's
+    # A dropped connection is tried again, a read that timed out is not: urllib3 would
+    # otherwise wait out the read bound four times (the timeout policy of http.py).
+    configuration.retries = Retry(total=3, read=0, status=0, raise_on_status=False)
+    api = config.new_client_from_config(
+        config_file=str(kubeconfig), client_configuration=configuration
+    )
+    yield api
+    api.close()
 
 
 def _exec_failure(kubeconfig: Path) -> str | None:
@@ -75,19 +90,21 @@ def kube_namespace(request: pytest.FixtureRequest, kube_client: ApiClient) -> It
 
     core = client.CoreV1Api(kube_client)
     name = f"azpytest-{secrets.token_hex(4)}"
+    bounds = _timeouts()
     core.create_namespace(
         client.V1Namespace(
             metadata=client.V1ObjectMeta(
                 name=name, labels={"app.kubernetes.io/managed-by": "azpytest"}
             )
-        )
+        ),
+        _request_timeout=bounds,
     )
     try:
         yield name
     finally:
         if failed(request.node):
             _collect_namespace(request.node, core, name)
-        core.delete_namespace(name)
+        core.delete_namespace(name, _request_timeout=bounds)
 
 
 def _collect_namespace(item: pytest.Item, core: CoreV1Api, namespace: str) -> None:
@@ -121,13 +138,42 @@ def real_aks_cluster(kubeconfig: Path, kube_client: ApiClient) -> ApiClient:
     """The cluster, checked reachable with the job's identity (lists namespaces once)."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    from azpytest.http import GaveUp, Timeouts, Transient, retry_after, retrying
+
+    timeouts = Timeouts(float(setting("timeout") or 40))
+    host = kube_client.configuration.host
+
+    def attempt(bounds: tuple[float, float]) -> None:
+        try:
+            client.CoreV1Api(kube_client).list_namespace(limit=1, _request_timeout=bounds)
+        except ApiException as exc:
+            if exc.status == 429 or (exc.status or 0) >= 500:
+                raise Transient(
+                    f"HTTP {exc.status} {exc.reason}",
+                    retry_after=retry_after(exc.headers or {}),
+                ) from None
+            raise
+        except ValueError as exc:  # the client could not read the answer as JSON
+            raise Transient(f"HTTP 200, not JSON ({exc})") from None
+        except HTTPError as exc:  # a reset, a timeout: urllib3's own errors
+            bound = "read" if "Read timed out" in str(exc) else None
+            raise Transient(
+                f"the connection failed ({type(exc).__name__})",
+                bound=f"the read timeout of {timeouts.read:.3g} s" if bound else None,
+            ) from None
 
     try:
-        client.CoreV1Api(kube_client).list_namespace(limit=1, _request_timeout=30)
+        retrying(attempt, timeouts)
+    except GaveUp as gave_up:
+        problem = errors.cluster_unavailable(host, gave_up.summary())
     except ApiException as exc:
         # The client only logs a failing exec plugin and sends no token: a bare 401.
         reason = _exec_failure(kubeconfig) if exc.status == 401 else None
-        pytest.fail(errors.cluster_refused(exc.status, exc.reason, reason), pytrace=False)
+        problem = errors.cluster_refused(exc.status, exc.reason, reason)
     except Exception as exc:  # the exec plugin's reason, a network failure: say which
-        pytest.fail(errors.cluster_unreachable(exc), pytrace=False)
-    return kube_client
+        problem = errors.cluster_unreachable(exc)
+    else:
+        return kube_client
+    pytest.fail(problem, pytrace=False)  # outside the except: no chained traceback
