@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import requests
 from azure.core.credentials import (
@@ -55,6 +56,9 @@ def unverified_claims(token: str) -> dict[str, Any]:
     except (IndexError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 class GitHubAssertion:
@@ -186,6 +190,16 @@ class Identity:
             if name in claims:
                 self.principal[name] = str(claims[name])
 
+    def _own_tenant(self, tenant_id: str | None, scopes: tuple[str, ...]) -> str | None:
+        """The tenant to ask for. A service's challenge (Key Vault's) names the tenant by its
+        id; an identity configured with the tenant's domain (`contoso.onmicrosoft.com`, which
+        Entra accepts) is the same tenant when its tokens' `tid` says so: ask as configured."""
+        if not tenant_id or not self.tenant_id or _GUID.match(self.tenant_id):
+            return tenant_id
+        if "tid" not in self.principal:
+            self.get_token_info(*scopes)  # learns the tenant's id from the token (`tid`)
+        return None if self.principal.get("tid", "").lower() == tenant_id.lower() else tenant_id
+
     def get_token(
         self,
         *scopes: str,
@@ -194,6 +208,7 @@ class Identity:
         enable_cae: bool = False,
         **kwargs: Any,
     ) -> AccessToken:
+        tenant_id = self._own_tenant(tenant_id, scopes)
         options = {"tenant_id": tenant_id, "enable_cae": enable_cae}
         with self._lock(scopes, options):
             token = self._asking(
@@ -208,6 +223,11 @@ class Identity:
         self, *scopes: str, options: TokenRequestOptions | None = None
     ) -> AccessTokenInfo:
         opts: Mapping[str, Any] = options or {}
+        if opts.get("tenant_id"):
+            own = self._own_tenant(str(opts["tenant_id"]), scopes)
+            if own is None:
+                opts = {k: v for k, v in opts.items() if k != "tenant_id"}
+                options = cast(TokenRequestOptions, opts)
 
         def ask() -> AccessTokenInfo:
             if hasattr(self.credential, "get_token_info"):

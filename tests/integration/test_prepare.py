@@ -535,3 +535,23 @@ def test_local_run_with_no_credential_lists_what_was_tried(
     assert "az login" in result.stderr
     assert "EnvironmentCredential" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_tenant_domain_works_end_to_end(
+    make_sandbox: Callable[..., Sandbox], actions_step: Step
+) -> None:
+    # Entra accepts the tenant's domain where its id goes; Key Vault's challenge then names
+    # the tenant by its id, which must be recognised as the same tenant.
+    sandbox = make_sandbox(world({"pg-host": "db.internal"}))
+    result = actions_step(
+        sandbox,
+        "prepare",
+        env={
+            "AZPYTEST_TENANT_ID": "contoso.onmicrosoft.com",
+            "AZURE_TENANT_ID": "",
+            "AZPYTEST_KEY_VAULT": "kv-app",
+            "AZPYTEST_SECRETS": "- pg-host",
+        },
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert result.env_file["PG_HOST"] == "db.internal"
