@@ -178,7 +178,8 @@ def _reason_to_withhold(path: Path, scrubber: Scrubber) -> str | None:
             body = clean[start : len(clean) - (len(clean) - start) % width]
             text = body.decode(encoding, "replace")
             if scrubber.text(text) is not text:
-                return f"it holds a masked value as {encoding.upper()} text, which is not scrubbed"
+                form = encoding.upper()[:6]  # UTF-16 BE is UTF-16 LE a byte further on
+                return f"it holds a masked value as {form} text, which is not scrubbed"
     if clean != data:
         path.write_bytes(clean)
     return None

@@ -689,8 +689,8 @@ def test_artifacts_leave_scrubbed_and_what_cannot_be_is_withheld(
     assert (folder / "dsn-[masked].log").read_text() == "no secret inside\n"
     assert (folder / "by-[masked]" / "plain.txt").read_text() == "plain\n"
     assert (folder / "wide.bin.withheld.txt").read_text() == (
-        "azpytest withheld wide.bin from the upload: it holds a masked value as UTF-16-LE "
-        "text, which is not scrubbed.\n"
+        "azpytest withheld wide.bin from the upload: it holds a masked value as UTF-16 text, "
+        "which is not scrubbed.\n"
     )
     assert {name: (folder / name).read_bytes() for name in before} == before
     assert Path("/etc/passwd").is_file()  # the link went, not what it pointed to
