@@ -118,10 +118,10 @@ def scrub_folder(root: Path, scrubber: Scrubber) -> Withheld:
     """Make `root` safe to upload, in place: every file's contents scrubbed (UTF-8 text as
     text, other bytes as bytes), every file and folder name holding a fragment renamed to its
     scrubbed form, and withheld (replaced by a note saying why) every file that still holds a
-    fragment in a form that cannot be scrubbed (UTF-16 or UTF-32 text in a binary file), that
-    is a compressed archive, or that is over SCRUB_LIMIT. Symbolic links (the folder's own
-    among them) and special files are removed, never followed. Without masked values only the
-    links and special files change."""
+    fragment in a form that cannot be scrubbed (UTF-16 or UTF-32 text at any alignment), that
+    is a compressed archive (zip, gzip, bzip2, xz, zstd, 7z), or that is over SCRUB_LIMIT.
+    Symbolic links (the folder's own among them) and special files are removed, never
+    followed. Without masked values only the links and special files change."""
     withheld = Withheld()
     if root.is_symlink():
         root.unlink()
@@ -177,7 +177,7 @@ def _reason_to_withhold(path: Path, scrubber: Scrubber) -> str | None:
         for start in range(width):
             body = clean[start : len(clean) - (len(clean) - start) % width]
             text = body.decode(encoding, "replace")
-            if scrubber.text(text) is not text:
+            if scrubber.text(text) != text:
                 form = encoding.upper()[:6]  # UTF-16 BE is UTF-16 LE a byte further on
                 return f"it holds a masked value as {form} text, which is not scrubbed"
     if clean != data:
