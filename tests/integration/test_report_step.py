@@ -603,3 +603,126 @@ def test_summary_stays_under_1_mib_with_20000_long_failures(
         "_Some failures are left out to keep this summary under GitHub's 1 MiB cap._"
         in summary.read_text()
     )
+
+
+WRITES_ARTIFACTS = """
+import os
+import random
+from pathlib import Path
+
+def test_login():
+    password = os.environ["SHOP_DB_PASSWORD"]
+    folder = Path(os.environ["SHOP_ARTIFACTS"])
+    noise = random.Random(13).randbytes(4096)
+    (folder / "notes.txt").write_text(f"connecting with {password} to the shop\\n")
+    (folder / f"dsn-{password}.log").write_text("no secret inside\\n")
+    (folder / f"by-{password}").mkdir()
+    (folder / f"by-{password}" / "plain.txt").write_text("plain\\n")
+    (folder / "raw.bin").write_bytes(noise + password.encode() + noise)
+    (folder / "wide.bin").write_bytes(noise + password.encode("utf-16-le") + noise)
+    (folder / "clean.bin").write_bytes(noise)
+    (folder / "clean.txt").write_text("nothing to hide\\n")
+    (folder / "passwd").symlink_to("/etc/passwd")
+    assert password == "wrong"
+"""
+
+
+def _fragments(secret: str) -> list[str]:
+    return [secret[i : i + 8] for i in range(len(secret) - 7)]
+
+
+def _artifacts_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> tuple[Path, Path]:
+    """A failing test that writes secret-bearing files, names and a link into the artifacts
+    folder beside its JUnit file: the run folder and the JUnit file."""
+    pytester.makepyfile(test_files=WRITES_ARTIFACTS)
+    run_dir = pytester.path / "run"
+    (run_dir / "artifacts").mkdir(parents=True)
+    (run_dir / "prepared.json").write_text(json.dumps({"masked_env": ["SHOP_DB_PASSWORD"]}))
+    monkeypatch.setenv("SHOP_DB_PASSWORD", secret)
+    monkeypatch.setenv("SHOP_ARTIFACTS", str(run_dir / "artifacts"))
+    junit = _junit(pytester, "run/junit.xml")
+    return run_dir, junit
+
+
+def test_artifacts_leave_scrubbed_and_what_cannot_be_is_withheld(
+    pytester: pytest.Pytester, actions_step: Step, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "s3cr3t-Passw0rd!"
+    run_dir, junit = _artifacts_run(pytester, monkeypatch, secret)
+    folder = run_dir / "artifacts"
+    noise = (folder / "clean.bin").read_bytes()
+    before = {name: (folder / name).read_bytes() for name in ("clean.bin", "clean.txt")}
+
+    result = actions_step(
+        None,
+        "report",
+        str(junit),
+        "--root",
+        str(pytester.path),
+        env={"AZPYTEST_RUN_DIR": str(run_dir), "SHOP_DB_PASSWORD": secret},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.outputs["artifacts-path"] == str(folder)
+    paths = sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+    assert paths == [
+        "by-[masked]",
+        "by-[masked]/plain.txt",
+        "clean.bin",
+        "clean.txt",
+        "dsn-[masked].log",
+        "notes.txt",
+        "raw.bin",
+        "wide.bin.withheld.txt",
+    ]
+    # No byte and no path holds 8 characters of the value, in UTF-8, UTF-16 or UTF-32.
+    for path in folder.rglob("*"):
+        data = path.read_bytes() if path.is_file() else b""
+        for fragment in _fragments(secret):
+            assert fragment not in str(path)
+            for encoding in ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
+                assert fragment.encode(encoding) not in data, (path, encoding)
+    assert (folder / "notes.txt").read_text() == "connecting with *** to the shop\n"
+    assert (folder / "raw.bin").read_bytes() == noise + b"***" + noise
+    assert (folder / "dsn-[masked].log").read_text() == "no secret inside\n"
+    assert (folder / "by-[masked]" / "plain.txt").read_text() == "plain\n"
+    assert (folder / "wide.bin.withheld.txt").read_text() == (
+        "azpytest withheld wide.bin from the upload: it holds a masked value as UTF-16 text, "
+        "which is not scrubbed.\n"
+    )
+    assert {name: (folder / name).read_bytes() for name in before} == before
+    assert Path("/etc/passwd").is_file()  # the link went, not what it pointed to
+    assert result.commands("notice") == [
+        "Failure artifacts: withheld 1 file that may hold a masked value, each replaced by "
+        "<name>.withheld.txt saying why: wide.bin; removed 1 symbolic link or special file "
+        "(never followed out of the folder): passwd."
+    ]
+
+
+def test_without_masked_values_artifacts_are_kept_but_links(
+    pytester: pytest.Pytester, actions_step: Step, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The merge job knows no secret: the files go as they are, a link never.
+    secret = "s3cr3t-Passw0rd!"
+    run_dir, junit = _artifacts_run(pytester, monkeypatch, secret)
+    folder = run_dir / "artifacts"
+    before = {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in folder.rglob("*")
+        if path.is_file() and not path.is_symlink()
+    }
+    result = actions_step(None, "report", str(junit), "--root", str(pytester.path))
+    assert result.returncode == 0, result.stderr
+    after = {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
+    assert after == before
+    assert not (folder / "passwd").is_symlink()
+    assert result.commands("notice") == [
+        "Failure artifacts: removed 1 symbolic link or special file "
+        "(never followed out of the folder): passwd."
+    ]

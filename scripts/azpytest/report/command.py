@@ -8,17 +8,23 @@ artifacts-path (`artifacts/` beside the first JUnit file, if there is one) and f
 the node ids of the failed and errored tests separated by single spaces and not quoted, for a
 rerun: `pytest $FAILED_TESTS` with the output passed in through `env:` (an id that holds a
 space splits in two; one that held a masked value reads `***`).
+
+First of all, as the action uploads the artifacts folder after this step, it scrubs every
+file and name in each artifacts folder, what tests wrote there too, withholding what cannot
+be scrubbed, with one notice (`azpytest.artifacts.scrub_folder`).
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from azpytest import errors
+from azpytest.artifacts import Withheld, scrub_folder
 from azpytest.github import Workflow
 from azpytest.inputs import InputError, flag_of, from_environment, non_negative_int
 from azpytest.masking import Scrubber
@@ -128,6 +134,14 @@ def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Work
         raise InputError("--merge", f"{merge.parent} does not exist: create the folder first")
     inputs = resolve_inputs(patterns, environ, merge.resolve() if merge else None)
     scrubber = Scrubber.from_environment(environ)
+    # Before anything else can fail: the upload that follows takes these folders as they are.
+    withheld = Withheld()
+    for folder in _artifact_folders([path for path, _ in inputs], environ):
+        found = scrub_folder(folder, scrubber)
+        withheld.files += found.files
+        withheld.removed += found.removed
+    if withheld:
+        workflow.notice(withheld.notice(), title=errors.REPORT_TITLE)
     scrub: Callable[[str], str] = scrubber.text if scrubber else _same
     keep = max(TABLE_ROWS, args.max_annotations)
     reader = Reader(root.resolve(), keep, scrub)
@@ -167,6 +181,19 @@ def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Work
         workflow.error(errors.all_skipped(report.counts.skipped, top), title=errors.REPORT_TITLE)
         failing += 1
     return 1 if fail_on_failure and failing else 0
+
+
+def _artifact_folders(junit_files: Sequence[Path], environ: Mapping[str, str]) -> list[Path]:
+    """Every folder failure artifacts may be uploaded from: beside each JUnit file, the run
+    folder's, and the one artifacts-dir names."""
+    folders = [path.resolve().parent / ARTIFACTS for path in junit_files]
+    run_dir = RunDir.from_environment(environ)
+    if run_dir is not None:
+        folders.append(run_dir.path.resolve() / ARTIFACTS)
+    setting = from_environment("artifacts-dir", environ)
+    if setting:
+        folders.append(Path(os.path.abspath(setting)))
+    return list(dict.fromkeys(folders))
 
 
 def _same(text: str) -> str:
