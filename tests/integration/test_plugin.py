@@ -183,13 +183,19 @@ def test_keyvault_fixture_reads_prepared_secrets(
     )
 
 
+def prepared_secret(env: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str) -> None:
+    """A run folder whose prepared.json lists `name` as masked, and its value set, as
+    `azpytest prepare` leaves them for the test process."""
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.write_prepared({"secrets": [], "masked_env": [name]})
+    env.setenv("AZPYTEST_RUN_DIR", str(run_dir.path))
+    env.setenv(name, value)
+
+
 def test_debug_log_masks_prepared_values(
     pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    run_dir = RunDir(tmp_path / "run")
-    run_dir.write_prepared({"secrets": [], "masked_env": ["PG_PASSWORD"]})
-    clean_env.setenv("AZPYTEST_RUN_DIR", str(run_dir.path))
-    clean_env.setenv("PG_PASSWORD", "s3cr3t-Pa55word")
+    prepared_secret(clean_env, tmp_path, "PG_PASSWORD", "s3cr3t-Pa55word")
     pytester.makepyfile(
         """
         import logging
@@ -220,10 +226,7 @@ def test_plugin_adds_little_to_pytest_startup() -> None:
 def test_a_skip_or_xfail_reason_with_a_masked_value_keeps_pytests_outcome(
     pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    run_dir = RunDir(tmp_path / "run")
-    run_dir.write_prepared({"secrets": [], "masked_env": ["DB_HOST"]})
-    clean_env.setenv("AZPYTEST_RUN_DIR", str(run_dir.path))
-    clean_env.setenv("DB_HOST", "warehouse-7f3a.internal")
+    prepared_secret(clean_env, tmp_path, "DB_HOST", "warehouse-7f3a.internal")
     pytester.makepyfile(
         """
         import os
@@ -256,10 +259,7 @@ def test_a_skip_or_xfail_reason_with_a_masked_value_keeps_pytests_outcome(
 def test_a_parametrize_id_made_from_a_masked_value_is_replaced_at_the_source(
     pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    run_dir = RunDir(tmp_path / "run")
-    run_dir.write_prepared({"secrets": [], "masked_env": ["DB_HOST"]})
-    clean_env.setenv("AZPYTEST_RUN_DIR", str(run_dir.path))
-    clean_env.setenv("DB_HOST", "warehouse-7f3a.internal")
+    prepared_secret(clean_env, tmp_path, "DB_HOST", "warehouse-7f3a.internal")
     pytester.makepyfile(
         """
         import os
