@@ -52,6 +52,7 @@ demo: bootstrap
 
 bench: bootstrap
 	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/kube.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.*

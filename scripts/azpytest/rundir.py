@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -130,6 +129,13 @@ class RunDir:
         os.chmod(path, 0o600)
         return path
 
+    def open_private(self, name: str) -> int:
+        """A descriptor (read-write) of a credential file only its owner can read, created
+        0600 if missing (never truncated), and recorded for cleanup."""
+        self.create()
+        self._remember(name)
+        return os.open(self.path / name, os.O_RDWR | os.O_CREAT, 0o600)
+
     def private_folder(self, name: str) -> Path:
         """A 0700 folder for credentials (az's config, a private PATH entry), recorded."""
         self.create()
@@ -140,6 +146,8 @@ class RunDir:
 
     def forget(self, name: str) -> None:
         """Delete a recorded folder or file now (it stays in the record; cleanup skips it)."""
+        import shutil  # here: kube-token's fast path imports this module
+
         path = self.path / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -156,6 +164,8 @@ class RunDir:
 
     def delete_credentials(self) -> list[str]:
         """Delete what the record lists (inside this folder only); the names removed."""
+        import shutil
+
         removed: list[str] = []
         root = self.path.resolve()
         for name in self.recorded():

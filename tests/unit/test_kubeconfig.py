@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from azpytest import cli, kube
+from azpytest import cli, kube, kubetoken
 from azpytest.github import Workflow
 from azpytest.settings import Settings, load
 
@@ -129,11 +129,11 @@ def test_credentials_are_masked_as_written_and_decoded() -> None:
     ],
 )
 def test_exec_api_version(exec_info: str | None, expected: str) -> None:
-    assert kube.exec_api_version(exec_info) == expected
+    assert kubetoken.exec_api_version(exec_info) == expected
 
 
 def test_exec_credential_timestamp_is_rfc3339_utc() -> None:
-    credential = kube.exec_credential("client.authentication.k8s.io/v1", "t", 1_800_000_000)
+    credential = kubetoken.exec_credential("client.authentication.k8s.io/v1", "t", 1_800_000_000)
     assert credential == {
         "kind": "ExecCredential",
         "apiVersion": "client.authentication.k8s.io/v1",
