@@ -1003,3 +1003,38 @@ def failed_tests_capped(named: int, failed: int) -> str:
         f"failed-tests names the first {named} of {failed} failed tests: GitHub caps a "
         "step output's size"
     )
+
+
+def attempts_superseded(superseded: list[tuple[str, int, int]]) -> str:
+    """The merge kept the latest attempt of shards that a re-run of failed jobs ran again."""
+    shards = ", ".join(
+        f"{name} (attempt {kept}; {count} earlier left out)" for name, kept, count in superseded
+    )
+    return (
+        f"Re-run jobs: the results of the latest attempt of each shard are merged, the earlier "
+        f"attempts' left out: {shards}."
+    )
+
+
+def nothing_to_rerun(earlier: str) -> str:
+    return (
+        f"Nothing to rerun: {earlier} lists no failed test, so no test ran; the earlier run's "
+        "results stand."
+    )
+
+
+def empty_shard(which: str) -> str:
+    number, _, count = which.partition("/")
+    return (
+        f"Shard {number} of {count} got no test: the suite (or its rerun) has fewer tests "
+        "than shards. It passes; the merge of all shards judges the whole run."
+    )
+
+
+def no_test_ran(files: int) -> str:
+    where = "the JUnit file holds" if files == 1 else f"the {files} JUnit files hold"
+    return (
+        f"No test ran: {where} no test case. A filter that matches nothing would pass as "
+        "green; fix the tests/markers inputs, or set allow-no-tests: true if an empty run is "
+        "expected."
+    )

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from azpytest import errors, processes
 from azpytest.github import Workflow
-from azpytest.report.junit import failed_node_ids
+from azpytest.report.junit import EMPTY_SHARD, NOTHING_TO_RERUN, failed_node_ids, write_empty
 from azpytest.rundir import AZ_CONFIG, ENV_VARIABLE, GroupRecord, RunDir
 from azpytest.settings import InputError, Settings
 
@@ -107,6 +107,11 @@ def run(settings: Settings, workflow: Workflow) -> int:
             tests += [t for t in failed_node_ids(junit_file, root) if t not in tests]
         earlier = _names(options.rerun_failed_from)
         if not tests:
+            # A JUnit file that says so: the report and the merge pass it, explained.
+            write_empty(
+                junit, NOTHING_TO_RERUN, ", ".join(p.name for p in options.rerun_failed_from)
+            )
+            workflow.set_output("junit-path", str(junit))
             print(f"azpytest: {earlier} lists no failed tests: nothing to rerun", flush=True)
             return 0
         print(f"azpytest: rerunning the {len(tests)} failed test(s) of {earlier}", flush=True)
@@ -132,6 +137,13 @@ def run(settings: Settings, workflow: Workflow) -> int:
     print(f"azpytest: pytest exited {ended.code} after {elapsed:.1f} s; JUnit: {junit}", flush=True)
     # Ended by signal N (pytest exits 2 when interrupted): 128 + N, as a killed process would.
     code = 128 + ended.received if ended.received is not None else ended.code
+    if code == NO_TESTS and options.shard_count > 1:
+        # More shards than tests (a small suite, or a rerun of few failures): this shard's
+        # share is empty. It passes; the merge of all shards judges the whole run.
+        which = f"{options.shard_index + 1}/{options.shard_count}"
+        write_empty(junit, EMPTY_SHARD, which)
+        workflow.notice(errors.empty_shard(which), title=errors.NO_TESTS_TITLE)
+        return 0
     if code == NO_TESTS and not options.allow_no_tests:
         workflow.error(
             errors.no_tests_collected(tests, options.markers), title=errors.NO_TESTS_TITLE
