@@ -27,11 +27,13 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from azpytest import rundir
 from azpytest.clouds import CLOUDS, DEFAULT_AUDIENCE, Cloud
 from azpytest.inputs import (
     BY_NAME,
@@ -82,6 +84,11 @@ class Settings:
     run: RunOptions = field(default_factory=lambda: RunOptions())
     notes: tuple[str, ...] = field(default=())  # warnings found while reading the inputs
     timeout: float = 40.0  # seconds one call to a service may take with its retries (http.py)
+    # No run-dir given: where `prepare` makes a folder of its own (each prepare one: two action
+    # steps in one job, or two runs on a laptop, never share), and on a laptop the `latest`
+    # link to the newest one, which run, exec and cleanup follow.
+    fresh_run_dir: Path | None = None
+    latest_link: Path | None = None
 
     @property
     def use_broker(self) -> bool:
@@ -92,6 +99,18 @@ class Settings:
     def rundir(self) -> RunDir:
         """The run folder's owner (paths, private writes, the cleanup record)."""
         return RunDir(self.run_dir)
+
+    def claim_run_dir(self, *, new: bool) -> Settings:
+        """This step's run folder, made. With no run-dir given, `prepare` (`new`) makes a
+        folder of its own (`fresh_run_dir`, else `.2`, `.3`, ...); run and exec do too unless
+        they found a prepared one (on a laptop, the `latest` link), which then points here."""
+        settings = self
+        if self.fresh_run_dir is not None and (new or self.run_dir == self.fresh_run_dir):
+            settings = replace(self, run_dir=rundir.fresh(self.fresh_run_dir))
+        settings.rundir.create()
+        if settings.latest_link is not None:
+            rundir.point_latest(settings.latest_link, settings.run_dir)
+        return settings
 
     @property
     def vault_name(self) -> str | None:
@@ -238,6 +257,8 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
         aks_cluster=cluster,
         aks_admin=get("aks-admin") == "true",
         run_dir=_folder_to_make("run-dir", _run_dir(get("run-dir"), source.env)),
+        fresh_run_dir=None if get("run-dir") else _default_run_dir(source.env),
+        latest_link=None if get("run-dir") else latest_link(source.env),
         in_actions=source.in_actions,
         env_file=source.env_file,
         debug=get("debug") == "true",
@@ -574,9 +595,19 @@ def _vault_url(value: str | None, cloud: Cloud) -> str | None:
 
 
 def _run_dir(value: str | None, env: Mapping[str, str]) -> Path:
-    """`$RUNNER_TEMP/azpytest/<run>`: one folder per job, shard and attempt."""
+    """The run folder: `run-dir`, else on a laptop the newest prepared one (the `latest`
+    link), else a new one (`_default_run_dir`)."""
     if value:
         return Path(value)
+    link = latest_link(env)
+    if link is not None and link.is_symlink() and link.resolve().is_dir():
+        return link.resolve()
+    return _default_run_dir(env)
+
+
+def _default_run_dir(env: Mapping[str, str]) -> Path:
+    """`$RUNNER_TEMP/azpytest/<run id>-<attempt>-<job>` in Actions (one per job, shard and
+    attempt); on a laptop `<temp>/azpytest/local-<uid>-<date>-<time>` (one per run)."""
     base = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "azpytest"
     if env.get("GITHUB_RUN_ID"):
         parts = [
@@ -585,4 +616,16 @@ def _run_dir(value: str | None, env: Mapping[str, str]) -> Path:
             re.sub(r"[^\w.-]", "_", env.get("GITHUB_JOB", "job")),
         ]
         return base / "-".join(parts)
-    return base / f"local-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    return base / f"{_local_prefix()}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def latest_link(env: Mapping[str, str]) -> Path | None:
+    """On a laptop, `<temp>/azpytest/local-<uid>-latest`: the newest run folder."""
+    if env.get("GITHUB_RUN_ID"):
+        return None
+    base = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "azpytest"
+    return base / f"{_local_prefix()}-latest"
+
+
+def _local_prefix() -> str:
+    return f"local-{os.getuid() if hasattr(os, 'getuid') else 'user'}"

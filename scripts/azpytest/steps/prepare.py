@@ -22,7 +22,8 @@ from azpytest.settings import Settings
 def run(settings: Settings, workflow: Workflow) -> int:
     for note in settings.notes:
         workflow.warning(note)
-    run_dir = settings.rundir.create()
+    settings = settings.claim_run_dir(new=True)
+    run_dir = settings.rundir
     # Known to the later steps at once: a failed prepare still uploads its audit log.
     workflow.set_output("run-dir", str(run_dir.path))
     workflow.set_env(rundir.ENV_VARIABLE, str(run_dir.path))

@@ -95,8 +95,8 @@ def durations_out(settings: Settings) -> Path:
 
 
 def run(settings: Settings, workflow: Workflow) -> int:
+    settings = settings.claim_run_dir(new=False)
     options = settings.run
-    settings.rundir.create()
     junit = (options.junit_path or settings.rundir.junit).resolve()
     junit.parent.mkdir(parents=True, exist_ok=True)
     tests = list(options.tests)
@@ -312,6 +312,7 @@ def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> 
     and the prepared environment; its exit code, 128 + N when signal N ended it."""
     if not command:
         raise InputError("COMMAND", "give the command to run after --: azpytest exec -- CMD ...")
+    settings = settings.claim_run_dir(new=False)
     env = {**os.environ, **_local_env(settings), ENV_VARIABLE: str(settings.run_dir)}
     env = _with_kubelogin(settings, env)
     with contextlib.ExitStack() as stack:
