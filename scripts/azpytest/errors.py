@@ -1038,3 +1038,12 @@ def no_test_ran(files: int) -> str:
         "green; fix the tests/markers inputs, or set allow-no-tests: true if an empty run is "
         "expected."
     )
+
+
+def module_not_installed(module: str) -> str:
+    return (
+        f"`{module}` is not installed where pytest ran: install the tests' packages into the "
+        "job's Python in an earlier step (actions/setup-python, then pip install -r "
+        "requirements-test.txt; azpytest's environment sees them), or name them in the "
+        "action's `requirements` input."
+    )

@@ -207,3 +207,17 @@ def test_two_steps_in_one_job_upload_under_two_names(act: Act, shop_world: World
         node: outcome for node, outcome in GREEN.items() if "test_orders" in node
     }
     assert_no_secret(run, run.store)
+
+
+def test_tests_import_what_an_earlier_step_installed(act: Act, shop_world: World) -> None:
+    """No `requirements` input: the job pip-installs requirements-test.txt (psycopg and
+    kubernetes, which azpytest does not ship) into its own Python first."""
+    run = act("azure-tests-pip.yml", shop_world())
+
+    assert run.returncode == 0, run.explain()
+    assert run.jobs() == {"integration": "success"}
+    assert "azpytest ran 7 tests, 0 failed" in run.lines("integration")
+    run_dir = (run.out / "runner-temp").joinpath(*RUN_DIR)
+    assert junit_cases(run_dir / "junit.xml") == GREEN
+    assert "ModuleNotFoundError" not in run.output
+    assert_no_secret(run, run.out)
