@@ -127,6 +127,12 @@ def _earlier_junit(cases: dict[str, str]) -> str:
 
 
 EARLIER_RUN = "4242"
+ONE_SHARD_GREEN = {
+    "plan": "success",
+    "test (shard=0)": "success",
+    "merge": "success",
+    "probe": "success",
+}
 # The earlier run's shop suite (the caller sets `suite: shop`) failed one test in each of its
 # two shards (a failure, a setup error).
 EARLIER = {
@@ -165,12 +171,7 @@ def test_rerun_only_the_failures_of_an_earlier_run(act: Act, shop_world: World) 
     )
 
     assert run.returncode == 0, run.explain()
-    assert run.jobs() == {
-        "plan": "success",
-        "test (shard=0)": "success",
-        "merge": "success",
-        "probe": "success",
-    }
+    assert run.jobs() == ONE_SHARD_GREEN
     log = run.lines("test (shard=0)")
     assert any(line.startswith("azpytest: rerunning the 2 failed test(s) of ") for line in log), (
         "\n".join(log)
@@ -310,12 +311,7 @@ def test_rerunning_a_run_with_no_failures_is_green_and_says_so(act: Act, shop_wo
     run = _rerun(act, shop_world(), {"azpytest-shop-0-1": ORDERS_PASSED})
 
     assert run.returncode == 0, run.explain()
-    assert run.jobs() == {
-        "plan": "success",
-        "test (shard=0)": "success",
-        "merge": "success",
-        "probe": "success",
-    }
+    assert run.jobs() == ONE_SHARD_GREEN
     said = "Nothing to rerun: "
     assert any(n.split("::", 2)[-1].startswith(said) for n in run.annotations("notice", "merge"))
     summary = run.summary("merge")
