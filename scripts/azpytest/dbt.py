@@ -12,6 +12,12 @@ holds the `connections.yaml` that `azpytest prepare` wrote and its dbt target lo
 Entra (`auth: entra`), `run_dbt` asks the credential for a fresh access token for every dbt
 invocation and hands it over as `AZPYTEST_<CONNECTION>_TOKEN` (and `..._TOKEN_EXPIRES_ON`),
 the variables the profiles.yml target reads; a token already in `env` is used as it is.
+
+Every other variable that profile reads (`env_var('AZPYTEST_...')` without a default) must be
+set before dbt starts: dbt 1.11 renders a missing one in `password` as the literal text and
+fails later with a login error that names nothing. `profile_environment` checks them and
+raises `ProfileVariableMissing` (one line naming the variable and how to provide it);
+`run_dbt` and `azpytest exec -- dbt ...` call it before dbt starts.
 """
 
 from __future__ import annotations
@@ -45,6 +51,13 @@ _FALLBACK_LINES = 5
 
 class DbtNotFound(RuntimeError):
     """No dbt executable next to this Python or on PATH."""
+
+
+class ProfileVariableMissing(RuntimeError):
+    """A variable the written profile reads is unset; the message is one line naming it."""
+
+
+_ENV_VAR = re.compile(r"env_var\('([A-Za-z_][A-Za-z0-9_]*)'\)")  # no default: required
 
 
 @dataclass(frozen=True)
@@ -113,7 +126,7 @@ def run_dbt(
     command += ["--profiles-dir", str(profiles_dir)]
     if target is not None:
         command += ["--target", target]
-    child.update(_entra_token(Path(profiles_dir), child, credential))
+    child.update(profile_environment(Path(profiles_dir), child, credential))
     (output / RUN_RESULTS).unlink(missing_ok=True)  # never report an earlier run's results
     began = time.monotonic()
     proc = subprocess.run(
@@ -136,6 +149,28 @@ def run_dbt(
         command=tuple(command),
         seconds=time.monotonic() - began,
     )
+
+
+def profile_environment(
+    profiles_dir: Path, environ: Mapping[str, str], credential: TokenCredential | None = None
+) -> dict[str, str]:
+    """What dbt needs added to `environ` for the profile `azpytest prepare` wrote in
+    `profiles_dir`: an `auth: entra` target's token, fetched now. Any other variable the
+    profile reads and `environ` lacks raises ProfileVariableMissing. A folder without
+    azpytest's connections.yaml holds a profile of the user's own: nothing is checked."""
+    connections = profiles_dir / profiles.CONNECTIONS_FILE
+    written = profiles_dir / profiles.PROFILES_FILE
+    if not connections.is_file() or not written.is_file():
+        return {}
+    token = profiles.dbt_token(connections)
+    sources = profiles.variable_sources(connections)
+    for name in _ENV_VAR.findall(written.read_text(encoding="utf-8")):
+        if name not in environ and (token is None or name != token[0]):
+            connection, field, secret = sources.get(name, (None, None, None))
+            raise ProfileVariableMissing(
+                errors.dbt_variable_unset(str(written), name, connection, field, secret)
+            )
+    return _entra_token(profiles_dir, environ, credential)
 
 
 def _entra_token(

@@ -1038,3 +1038,26 @@ def no_test_ran(files: int) -> str:
         "green; fix the tests/markers inputs, or set allow-no-tests: true if an empty run is "
         "expected."
     )
+
+
+# ---------------------------------------------------------------------------- dbt (issue 18)
+
+
+def dbt_variable_unset(
+    profile: str, variable: str, connection: str | None, field: str | None, secret: str | None
+) -> str:
+    """A variable the written dbt profile reads is unset: dbt would send its literal text."""
+    if field == "token":
+        holds = f"the Entra access token of connection {connection!r}"
+        how = (
+            "run dbt as `azpytest exec -- dbt ...` (it fetches a fresh token for each run) "
+            "or through the dbt fixture"
+        )
+    else:
+        source = f" (Key Vault secret {secret!r})" if secret else ""
+        holds = f"the {field} of connection {connection!r}{source}" if field else "a value"
+        how = (
+            "run dbt in a step after `azpytest prepare` with the profiles input (it exports "
+            "the variable), or outside Actions through `azpytest exec -- dbt ...`"
+        )
+    return f"{profile} reads {variable}, which is not set: it holds {holds}; {how}"

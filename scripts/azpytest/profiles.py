@@ -585,6 +585,22 @@ def dbt_token(path: Path) -> tuple[str, str] | None:
     return variable(name, "token"), str(scope)
 
 
+def variable_sources(path: Path) -> dict[str, tuple[str, str, str | None]]:
+    """`variable -> (connection, field, Key Vault secret)` for each `{env: NAME}` field of a
+    connections.yaml, and each entra connection's token variable (no secret)."""
+    found: dict[str, tuple[str, str, str | None]] = {}
+    for name, fields in _read(path)["connections"].items():
+        if not isinstance(fields, dict):
+            continue
+        for field, raw in fields.items():
+            if isinstance(raw, dict) and raw.get("env"):
+                secret = raw.get("secret")
+                found[str(raw["env"])] = (str(name), str(field), str(secret) if secret else None)
+        if fields.get("auth") == "entra":
+            found[variable(str(name), "token")] = (str(name), "token", None)
+    return found
+
+
 def _load(name: str, fields: Any, environ: Mapping[str, str] | None) -> Connection:
     if not isinstance(fields, dict) or fields.get("kind") not in KINDS:
         raise ConnectionsError(errors.connection_no_kind(name, KINDS))

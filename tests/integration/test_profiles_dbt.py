@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import stat
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from azpytest import profiles
-from azpytest.dbt import DbtResult, run_dbt
+from azpytest.dbt import DbtResult, ProfileVariableMissing, run_dbt
 from azpytest.github import escape_data
 from azpytest_sandbox import Sandbox
 from azpytest_sandbox.postgres import TempPostgres
@@ -274,3 +275,97 @@ def test_profiles_with_key_vault_fields_need_key_vault(
     assert result.stderr.splitlines() == [
         "azpytest prepare: error: profiles: a field reads a Key Vault secret: set key-vault too"
     ]
+
+
+ENTRA_PROFILES = """\
+connections:
+  warehouse:
+    kind: postgres
+    host: {host}
+    port: {port}
+    database: app
+    user: {{secret: pg-user}}
+    auth: entra
+dbt: {{profile: azpytest_demo, schema: dbt_ci}}
+"""
+
+
+def dbt_env(tmp_path: Path) -> dict[str, str]:
+    """dbt's target and log folders out of the source tree."""
+    return {
+        "DO_NOT_TRACK": "1",
+        "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
+        "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
+    }
+
+
+def test_exec_dbt_build_in_entra_mode_gets_a_fresh_token_and_a_missing_variable_stops_it(
+    make_sandbox: Callable[..., Sandbox],
+    actions_step: Step,
+    postgres_bindir: Path,
+    tmp_path: Path,
+) -> None:
+    """`azpytest exec -- dbt build` in the step after prepare: the token the profile reads is
+    fetched for the command; a variable prepare exported but the step lacks stops it before
+    dbt starts, with one line naming it (dbt would send the literal text as the password)."""
+    sandbox = make_sandbox(vault({"pg-user": ENTRA_ROLE}))
+    superuser = "host all postgres 127.0.0.1/32 scram-sha-256"
+    with TempPostgres(hba_lines=[superuser, sandbox.ldap_hba_line], bindir=postgres_bindir) as pg:
+        with pg.connect(autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(ENTRA_ROLE)))
+            conn.execute(sql.SQL("CREATE DATABASE app OWNER {}").format(sql.Identifier(ENTRA_ROLE)))
+        text = ENTRA_PROFILES.format(host=pg.host, port=pg.port)
+        result = actions_step(
+            sandbox, "prepare", env={"AZPYTEST_KEY_VAULT": "kv-app", "AZPYTEST_PROFILES": text}
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "AZPYTEST_WAREHOUSE_TOKEN" not in result.env_file
+        dbt_build = ["exec", "--", str(Path(sys.executable).parent / "dbt"), "build"]
+        dbt_build += ["--project-dir", str(PROJECT)]
+
+        built = actions_step(sandbox, *dbt_build, env={**result.env_file, **dbt_env(tmp_path)})
+        assert built.returncode == 0, built.stdout + built.stderr
+        assert "Completed successfully" in built.stdout
+        said = [line for line in built.stdout.splitlines() if line.startswith("azpytest: dbt:")]
+        assert len(said) == 1 and said[0].startswith(
+            "azpytest: dbt: AZPYTEST_WAREHOUSE_TOKEN holds a fresh Entra token for the profile"
+        )
+        binds = [e for e in sandbox.log.select(service="ldap") if e.method == "BIND"]
+        assert binds and {(e.path, e.status) for e in binds} == {
+            (f"cn={ENTRA_ROLE},dc=azpytest", 0)
+        }
+        with pg.connect(dbname="app") as conn:
+            assert conn.execute("select count(*) from dbt_ci.customers").fetchone() == (4,)
+
+        # The same step without the user variable: stopped before dbt starts, one line.
+        env = {k: v for k, v in result.env_file.items() if k != "AZPYTEST_WAREHOUSE_USER"}
+        missing = actions_step(sandbox, *dbt_build, env={**env, **dbt_env(tmp_path / "2")})
+        profile = Path(result.env_file["DBT_PROFILES_DIR"]) / "profiles.yml"
+        line = (
+            f"{profile} reads AZPYTEST_WAREHOUSE_USER, which is not set: it holds the user of "
+            "connection 'warehouse' (Key Vault secret 'pg-user'); run dbt in a step after "
+            "`azpytest prepare` with the profiles input (it exports the variable), or outside "
+            "Actions through `azpytest exec -- dbt ...`"
+        )
+        assert missing.returncode == 2
+        assert missing.stderr.splitlines() == [f"azpytest exec: error: {line}"]
+        assert not (tmp_path / "2").exists()  # dbt never started
+
+
+def test_run_dbt_stops_before_dbt_when_the_password_variable_is_missing(
+    make_sandbox: Callable[..., Sandbox],
+    actions_step: Step,
+    app_database: Any,
+    tmp_path: Path,
+) -> None:
+    _, result = prepare(make_sandbox, actions_step, db_secrets(app_database), PROFILES)
+    env = {k: v for k, v in {**os.environ, **result.env_file}.items()}
+    del env["AZPYTEST_WAREHOUSE_PASSWORD"]
+    with pytest.raises(ProfileVariableMissing) as caught:
+        build(result, tmp_path, env=env)
+    assert str(caught.value).startswith(
+        f"{result.env_file['DBT_PROFILES_DIR']}/profiles.yml reads AZPYTEST_WAREHOUSE_PASSWORD, "
+        "which is not set: it holds the password of connection 'warehouse' "
+        "(Key Vault secret 'pg-password'); "
+    )
+    assert not (tmp_path / "dbt").exists()

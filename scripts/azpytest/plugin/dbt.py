@@ -28,15 +28,18 @@ class DbtRunner:
         self._collector = collector
 
     def __call__(self, *args: str, check: bool = True, target: str | None = None) -> DbtResult:
-        from azpytest.dbt import run_dbt
+        from azpytest.dbt import ProfileVariableMissing, run_dbt
 
-        result = run_dbt(
-            list(args),
-            project_dir=self.project,
-            profiles_dir=self.profiles,
-            target=target,
-            output_dir=self.output,
-        )
+        try:
+            result = run_dbt(
+                list(args),
+                project_dir=self.project,
+                profiles_dir=self.profiles,
+                target=target,
+                output_dir=self.output,
+            )
+        except ProfileVariableMissing as exc:
+            pytest.fail(str(exc), pytrace=False)
         self._collector.collect(
             f"dbt-{args[0] if args else 'run'}-run_results.json",
             path=self.output / "run_results.json",
