@@ -1061,3 +1061,34 @@ def dbt_variable_unset(
             "the variable), or outside Actions through `azpytest exec -- dbt ...`"
         )
     return f"{profile} reads {variable}, which is not set: it holds {holds}; {how}"
+
+
+def profiles_secret_not_found(
+    diagnosis: Diagnosis, *, vault: str, secret: str, where: str
+) -> Diagnosis:
+    """`secret_not_found` of a secret that the profiles input names (at `where`)."""
+    close = diagnosis.cause.partition("deleted.")[2]  # " Close names that exist: ...", or ""
+    return Diagnosis(
+        kind=diagnosis.kind,
+        what=f"Key Vault {vault} has no secret named {secret!r} (profiles: {where}).",
+        cause=f"the name in the profiles input is misspelt, or the secret was deleted.{close}",
+        fix=(
+            f"Correct `{where}: {{secret: ...}}` in `profiles`, or create it: `az keyvault "
+            f"secret set --vault-name {vault} --name {secret} --file <value-file>`."
+        ),
+    )
+
+
+def secret_whitespace(secret: str, env: str) -> str:
+    return (
+        f"Key Vault secret {secret!r} ({env}) has whitespace at its ends (a trailing newline?), "
+        "kept as it is: a host name or password with it fails; remove it in Key Vault "
+        "(`az keyvault secret set --value`) or set strip-secret-whitespace: true"
+    )
+
+
+def secret_whitespace_stripped(secret: str, env: str) -> str:
+    return (
+        f"azpytest: Key Vault secret {secret!r} ({env}): whitespace at its ends removed "
+        "(strip-secret-whitespace)"
+    )

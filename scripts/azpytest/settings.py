@@ -89,6 +89,7 @@ class Settings:
     # link to the newest one, which run, exec and cleanup follow.
     fresh_run_dir: Path | None = None
     latest_link: Path | None = None
+    strip_secret_whitespace: bool = False  # Key Vault values lose whitespace at their ends
 
     @property
     def use_broker(self) -> bool:
@@ -266,6 +267,7 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
         run=_run_options(get, source.env),
         notes=tuple(dict.fromkeys(source.notes)),
         timeout=float(get("timeout") or 40),
+        strip_secret_whitespace=get("strip-secret-whitespace") == "true",
     )
 
 

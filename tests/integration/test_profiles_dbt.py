@@ -369,3 +369,57 @@ def test_run_dbt_stops_before_dbt_when_the_password_variable_is_missing(
         "(Key Vault secret 'pg-password'); "
     )
     assert not (tmp_path / "dbt").exists()
+
+
+def test_a_missing_secret_named_in_profiles_is_reported_against_profiles(
+    make_sandbox: Callable[..., Sandbox], actions_step: Step, app_database: Any
+) -> None:
+    text = PROFILES.replace("host: {secret: pg-host}", "host: {secret: pg-hots}")
+    sandbox = make_sandbox(vault(db_secrets(app_database)))
+    result = actions_step(
+        sandbox, "prepare", env={"AZPYTEST_KEY_VAULT": "kv-app", "AZPYTEST_PROFILES": text}
+    )
+    assert result.returncode == 1
+    [error] = result.commands("error")
+    assert error.startswith(
+        "Key Vault kv-app has no secret named 'pg-hots' (profiles: connections.warehouse.host)."
+        "%0A%0ALikely cause: the name in the profiles input is misspelt, or the secret was "
+        "deleted. Close names that exist: pg-host"
+    ), error
+    assert "Correct `connections.warehouse.host: {secret: ...}` in `profiles`" in error
+    assert "secrets input" not in error and "`secrets`" not in error
+
+
+def test_whitespace_at_the_ends_of_a_value_warns_once_by_name_or_is_stripped(
+    make_sandbox: Callable[..., Sandbox],
+    actions_step: Step,
+    app_database: Any,
+    tmp_path: Path,
+) -> None:
+    values = {**db_secrets(app_database), "pg-host": app_database.pg.host + "\n"}
+    sandbox, kept = prepare(make_sandbox, actions_step, values, PROFILES)
+    assert kept.commands("warning") == [
+        "Key Vault secret 'pg-host' (AZPYTEST_WAREHOUSE_HOST) has whitespace at its ends (a "
+        "trailing newline?), kept as it is: a host name or password with it fails; remove it "
+        "in Key Vault (`az keyvault secret set --value`) or set strip-secret-whitespace: true"
+    ]
+    assert kept.env_file["AZPYTEST_WAREHOUSE_HOST"] == app_database.pg.host + "\n"
+
+    stripped = actions_step(
+        sandbox,
+        "prepare",
+        env={
+            "AZPYTEST_KEY_VAULT": "kv-app",
+            "AZPYTEST_PROFILES": PROFILES,
+            "AZPYTEST_STRIP_SECRET_WHITESPACE": "true",
+        },
+    )
+    assert stripped.returncode == 0, stripped.stdout + stripped.stderr
+    assert stripped.commands("warning") == []
+    assert (
+        "azpytest: Key Vault secret 'pg-host' (AZPYTEST_WAREHOUSE_HOST): whitespace at its ends "
+        "removed (strip-secret-whitespace)"
+    ) in stripped.stdout.splitlines()
+    assert stripped.env_file["AZPYTEST_WAREHOUSE_HOST"] == app_database.pg.host
+    dbt = build(stripped, tmp_path)
+    assert dbt.returncode == 0, dbt.stdout

@@ -16,6 +16,7 @@ from typing import Any
 
 from azpytest import errors, identity, keyvault, rundir
 from azpytest.github import Workflow
+from azpytest.inputs import SecretSpec
 from azpytest.settings import Settings
 
 
@@ -32,6 +33,7 @@ def run(settings: Settings, workflow: Workflow) -> int:
         logging.getLogger("azure.identity").setLevel(logging.ERROR)
     who = identity.build(settings, workflow)
     print(f"azpytest: credential: {who.description}", flush=True)
+    extra: tuple[SecretSpec, ...] = ()
     if settings.profiles is not None:
         # The profiles' Key Vault fields are fetched (and masked) with the other secrets.
         extra = tuple(s for s in settings.profiles.required_secrets() if s not in settings.secrets)
@@ -50,10 +52,11 @@ def run(settings: Settings, workflow: Workflow) -> int:
 
             kubeconfig = kube.write_kubeconfig(settings, who, workflow)
     except errors.Diagnosis as diagnosis:
-        return errors.die(diagnosis, workflow, "prepare")
+        return errors.die(_named_in_profiles(diagnosis, settings, extra), workflow, "prepare")
     finally:
         who.close()
 
+    fetched = [_ends(secret, settings, workflow) for secret in fetched]
     for secret in fetched:
         workflow.set_env(secret.env, secret.value)
     # Later steps (and the plugin in the test process) find the identity here.
@@ -100,6 +103,42 @@ def run(settings: Settings, workflow: Workflow) -> int:
         )
     print(f"azpytest: prepared: {prepared}", flush=True)
     return 0
+
+
+def _ends(
+    secret: keyvault.FetchedSecret, settings: Settings, workflow: Workflow
+) -> keyvault.FetchedSecret:
+    """Whitespace at the ends of a value: stripped with strip-secret-whitespace; otherwise kept,
+    with one warning naming the secret when the value is one line (a PEM ends in a newline)."""
+    value = secret.value
+    stripped = value.strip()
+    if not stripped or stripped == value:
+        return secret
+    if settings.strip_secret_whitespace:
+        workflow.mask(stripped)  # masked already as a line of the value; never trust that
+        print(errors.secret_whitespace_stripped(secret.name, secret.env), flush=True)
+        return dataclasses.replace(secret, value=stripped)
+    if "\n" not in stripped:
+        workflow.warning(errors.secret_whitespace(secret.name, secret.env))
+    return secret
+
+
+def _named_in_profiles(
+    diagnosis: errors.Diagnosis, settings: Settings, extra: tuple[SecretSpec, ...]
+) -> errors.Diagnosis:
+    """A missing secret that only the `profiles` input names is reported against it: the
+    connection and field that name it, not the `secrets` input."""
+    if diagnosis.kind != "keyvault-secret-not-found" or settings.profiles is None:
+        return diagnosis
+    for connection in settings.profiles.connections:
+        for field, value in connection.values():
+            spec = SecretSpec(source=value.secret or "", env=value.env)
+            if spec in extra and diagnosis.what.endswith(f" {value.secret!r}."):
+                return errors.profiles_secret_not_found(
+                    diagnosis, vault=settings.vault_name or "", secret=spec.source,
+                    where=f"connections.{connection.name}.{field}",
+                )  # fmt: skip
+    return diagnosis
 
 
 def _record(
