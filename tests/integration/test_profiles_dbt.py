@@ -5,6 +5,7 @@ connections.yaml written 0600 with no secret in them, and dbt's own words when t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -423,3 +424,48 @@ def test_whitespace_at_the_ends_of_a_value_warns_once_by_name_or_is_stripped(
     assert stripped.env_file["AZPYTEST_WAREHOUSE_HOST"] == app_database.pg.host
     dbt = build(stripped, tmp_path)
     assert dbt.returncode == 0, dbt.stdout
+
+
+def test_the_profile_is_checked_against_the_project_logged_and_recorded(
+    make_sandbox: Callable[..., Sandbox], actions_step: Step, app_database: Any
+) -> None:
+    sandbox = make_sandbox(vault(db_secrets(app_database)))
+    env = {"AZPYTEST_KEY_VAULT": "kv-app", "AZPYTEST_DBT_PROJECT": str(PROJECT)}
+    wrong = PROFILES.replace("profile: azpytest_demo", "profile: wrong-name")
+    refused = actions_step(sandbox, "prepare", env={**env, "AZPYTEST_PROFILES": wrong})
+    line = (
+        f"profiles: dbt.profile: 'wrong-name' is not the profile {PROJECT}/dbt_project.yml "
+        "names: write profile: azpytest_demo"
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [f"azpytest prepare: error: {line}"]
+    assert sandbox.log.select(service="entra") == []  # refused before any request
+
+    # The project as the working directory: known too.
+    wrong_dir = actions_step(
+        sandbox,
+        "prepare",
+        env={"AZPYTEST_KEY_VAULT": "kv-app", "AZPYTEST_WORKING_DIRECTORY": str(PROJECT),
+             "AZPYTEST_PROFILES": wrong},
+    )  # fmt: skip
+    assert wrong_dir.returncode == 2
+    assert wrong_dir.stderr.splitlines() == [f"azpytest prepare: error: {line}"]
+
+    result = actions_step(sandbox, "prepare", env={**env, "AZPYTEST_PROFILES": PROFILES})
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = result.runner_temp.joinpath(*RUN_DIR)
+    assert (
+        f"azpytest: dbt: profile azpytest_demo, target ci (connection warehouse) written to "
+        f"{run_dir}/profiles.yml; DBT_PROFILES_DIR={run_dir}; its profile: matches "
+        f"{PROJECT}/dbt_project.yml"
+    ) in result.stdout.splitlines()
+    prepared = json.loads((run_dir / "prepared.json").read_text())
+    assert prepared["dbt"] == {
+        "profiles_yml": str(run_dir / "profiles.yml"),
+        "profiles_dir": str(run_dir),
+        "profile": "azpytest_demo",
+        "target": "ci",
+        "connection": "warehouse",
+        "type": "postgres",
+        "project": str(PROJECT),
+    }

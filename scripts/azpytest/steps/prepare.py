@@ -84,6 +84,19 @@ def run(settings: Settings, workflow: Workflow) -> int:
 
         for name, value in profiles.write(settings.profiles, run_dir).items():
             workflow.set_env(name, value)
+        if settings.profiles.dbt is not None:
+            dbt = settings.profiles.dbt
+            checked = (
+                f"; its profile: matches {settings.dbt_project / profiles.DBT_PROJECT_FILE}"
+                if settings.dbt_project is not None
+                else ""
+            )
+            print(
+                f"azpytest: dbt: profile {dbt.profile}, target {dbt.target} (connection "
+                f"{dbt.connection}) written to {run_dir.path / profiles.PROFILES_FILE}; "
+                f"DBT_PROFILES_DIR={run_dir.path}{checked}",
+                flush=True,
+            )
     prepared = run_dir.write_prepared(_record(settings, who, fetched))
 
     if fetched:
@@ -163,4 +176,23 @@ def _record(
         "masked_env": sorted({s.env for s in fetched}),
         "audit_log": str(settings.rundir.audit) if settings.key_vault else None,
         "kubeconfig": str(settings.rundir.kubeconfig) if settings.aks_cluster else None,
+        "dbt": _dbt_record(settings),
+    }
+
+
+def _dbt_record(settings: Settings) -> dict[str, Any] | None:
+    """The dbt profile written (where, which profile and target; never a value)."""
+    if settings.profiles is None or settings.profiles.dbt is None:
+        return None
+    from azpytest import profiles
+
+    dbt = settings.profiles.dbt
+    return {
+        "profiles_yml": str(settings.rundir.path / profiles.PROFILES_FILE),
+        "profiles_dir": str(settings.rundir.path),
+        "profile": dbt.profile,
+        "target": dbt.target,
+        "connection": dbt.connection,
+        "type": dbt.type,
+        "project": str(settings.dbt_project) if settings.dbt_project is not None else None,
     }
