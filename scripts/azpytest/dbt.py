@@ -11,7 +11,10 @@ Secrets reach dbt only through its environment, never its arguments. When the pr
 holds the `connections.yaml` that `azpytest prepare` wrote and its dbt target logs in with
 Entra (`auth: entra`), `run_dbt` asks the credential for a fresh access token for every dbt
 invocation and hands it over as `AZPYTEST_<CONNECTION>_TOKEN` (and `..._TOKEN_EXPIRES_ON`),
-the variables the profiles.yml target reads; a token already in `env` is used as it is.
+the variables the profiles.yml target reads. A token already in `env` is used as it is only
+when it was set by hand (no `..._EXPIRES_ON` beside it): one that azpytest fetched earlier (an
+`azpytest exec` around this process) is replaced, so each dbt invocation starts with a fresh
+token however long the run has been going.
 
 Every other variable that profile reads (`env_var('AZPYTEST_...')` without a default) must be
 set before dbt starts: dbt 1.11 renders a missing one in `password` as the literal text and
@@ -181,8 +184,10 @@ def _entra_token(
     if not connections.is_file():
         return {}
     need = profiles.dbt_token(connections)
-    if need is None or environ.get(need[0]):
+    if need is None:
         return {}
+    if environ.get(need[0]) and not environ.get(f"{need[0]}_EXPIRES_ON"):
+        return {}  # a token set by hand (no expiry beside it): dbt uses it as it is
     variable, scope = need
     if credential is not None:
         token = credential.get_token(scope)

@@ -253,6 +253,22 @@ def test_entra_target_gets_a_fresh_token_for_dbt(
         with pg.connect(dbname="app") as conn:
             assert conn.execute("select count(*) from dbt_ci.customers").fetchone() == (4,)
 
+        # A token azpytest fetched earlier (an `azpytest exec` around the tests) is replaced:
+        # this one has expired and the server would refuse it.
+        stale = {
+            "AZPYTEST_WAREHOUSE_TOKEN": "expired-token",
+            "AZPYTEST_WAREHOUSE_TOKEN_EXPIRES_ON": "1",
+        }
+        again = build(result, tmp_path / "again", env={**os.environ, **stale})
+        assert again.returncode == 0, again.stdout
+        binds = [e for e in sandbox.log.select(service="ldap") if e.method == "BIND"]
+        assert {e.status for e in binds} == {0}
+        # A token set by hand (no expiry beside it) is used as it is: here, refused.
+        by_hand = {"AZPYTEST_WAREHOUSE_TOKEN": "expired-token"}
+        refused = build(result, tmp_path / "by-hand", env={**os.environ, **by_hand})
+        assert refused.returncode == 2
+        assert any("LDAP authentication failed" in line for line in refused.error_lines)
+
 
 def test_bad_profiles_input_exits_2_with_one_line(sandbox: Sandbox, actions_step: Step) -> None:
     text = PROFILES.replace("kind: postgres", "kind: mysql")

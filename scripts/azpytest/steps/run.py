@@ -218,7 +218,7 @@ def _how_it_ended(what: str, ended: processes.Outcome, interrupt: int | None) ->
     elif ended.leftovers:
         lines.append(
             f"azpytest: ended {ended.leftovers} process(es) still running in {what}'s process "
-            "group after it exited (started by the tests)"
+            f"group after it exited (started by {'the tests' if what == 'pytest' else 'it'})"
         )
     return lines
 
