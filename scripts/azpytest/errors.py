@@ -1069,7 +1069,7 @@ def profiles_secret_not_found(
     """`secret_not_found` of a secret that the profiles input names (at `where`)."""
     close = diagnosis.cause.partition("deleted.")[2]  # " Close names that exist: ...", or ""
     return Diagnosis(
-        kind=diagnosis.kind,
+        kind="profiles-secret-not-found",
         what=f"Key Vault {vault} has no secret named {secret!r} (profiles: {where}).",
         cause=f"the name in the profiles input is misspelt, or the secret was deleted.{close}",
         fix=(
