@@ -34,6 +34,34 @@ ENV_VARIABLE = "AZPYTEST_RUN_DIR"  # how later steps and the test process find t
 _MARKER_TEXT = "This folder was made by azpytest; `azpytest cleanup` deletes its credentials.\n"
 
 
+def fresh(path: Path) -> Path:
+    """`path`, else `path.2`, `path.3`, ...: the first that does not exist, made here (0700)
+    so that two processes never take the same one."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    candidate, number = path, 1
+    while True:
+        try:
+            candidate.mkdir(mode=0o700)
+            return candidate
+        except FileExistsError:
+            number += 1
+            candidate = path.with_name(f"{path.name}.{number}")
+
+
+def point_latest(link: Path, target: Path) -> None:
+    """Make `link` (a symlink beside `target`) point at it, atomically."""
+    temporary = link.with_name(f".{link.name}.{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(target.name if target.parent == link.parent else target)
+    os.replace(temporary, link)
+
+
+def forget_latest(link: Path, target: Path) -> None:
+    """Remove `link` if it points at `target` (a folder cleanup has emptied)."""
+    if link.is_symlink() and link.resolve() == target.resolve():
+        link.unlink(missing_ok=True)
+
+
 class GroupRecord(NamedTuple):
     """A process group a step started, recorded while it runs: its id, its leader's start
     time (to tell a reused id apart) and what it runs."""

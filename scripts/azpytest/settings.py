@@ -27,11 +27,13 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from azpytest import rundir
 from azpytest.clouds import CLOUDS, DEFAULT_AUDIENCE, Cloud
 from azpytest.inputs import (
     BY_NAME,
@@ -82,6 +84,13 @@ class Settings:
     run: RunOptions = field(default_factory=lambda: RunOptions())
     notes: tuple[str, ...] = field(default=())  # warnings found while reading the inputs
     timeout: float = 40.0  # seconds one call to a service may take with its retries (http.py)
+    # No run-dir given: where `prepare` makes a folder of its own (each prepare one: two action
+    # steps in one job, or two runs on a laptop, never share), and on a laptop the `latest`
+    # link to the newest one, which run, exec and cleanup follow.
+    fresh_run_dir: Path | None = None
+    latest_link: Path | None = None
+    strip_secret_whitespace: bool = False  # Key Vault values lose whitespace at their ends
+    dbt_project: Path | None = None  # the dbt project whose profile: the profiles input matched
 
     @property
     def use_broker(self) -> bool:
@@ -92,6 +101,18 @@ class Settings:
     def rundir(self) -> RunDir:
         """The run folder's owner (paths, private writes, the cleanup record)."""
         return RunDir(self.run_dir)
+
+    def claim_run_dir(self, *, new: bool) -> Settings:
+        """This step's run folder, made. With no run-dir given, `prepare` (`new`) makes a
+        folder of its own (`fresh_run_dir`, else `.2`, `.3`, ...); run and exec do too unless
+        they found a prepared one (on a laptop, the `latest` link), which then points here."""
+        settings = self
+        if self.fresh_run_dir is not None and (new or self.run_dir == self.fresh_run_dir):
+            settings = replace(self, run_dir=rundir.fresh(self.fresh_run_dir))
+        settings.rundir.create()
+        if settings.latest_link is not None:
+            rundir.point_latest(settings.latest_link, settings.run_dir)
+        return settings
 
     @property
     def vault_name(self) -> str | None:
@@ -226,6 +247,8 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
             "DefaultAzureCredential will pick the identity"
         )
     profiles_spec = _profiles(get("profiles"), key_vault)
+    run_options = _run_options(get, source.env)
+    dbt_project = _dbt_project(get("dbt-project"), run_options.working_directory, profiles_spec)
     return Settings(
         tenant_id=tenant_id,
         client_id=client_id.lower() if client_id else None,
@@ -238,13 +261,17 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
         aks_cluster=cluster,
         aks_admin=get("aks-admin") == "true",
         run_dir=_folder_to_make("run-dir", _run_dir(get("run-dir"), source.env)),
+        fresh_run_dir=None if get("run-dir") else _default_run_dir(source.env),
+        latest_link=None if get("run-dir") else latest_link(source.env),
         in_actions=source.in_actions,
         env_file=source.env_file,
         debug=get("debug") == "true",
         profiles=profiles_spec,
-        run=_run_options(get, source.env),
+        run=run_options,
         notes=tuple(dict.fromkeys(source.notes)),
         timeout=float(get("timeout") or 40),
+        strip_secret_whitespace=get("strip-secret-whitespace") == "true",
+        dbt_project=dbt_project,
     )
 
 
@@ -300,6 +327,28 @@ def _profiles(text: str | None, key_vault: str | None) -> ProfilesSpec | None:
     if spec.required_secrets() and key_vault is None:
         raise InputError("profiles", "a field reads a Key Vault secret: set key-vault too")
     return spec
+
+
+def _dbt_project(
+    given: str | None, working_directory: Path | None, spec: ProfilesSpec | None
+) -> Path | None:
+    """The dbt project the profiles input's dbt section serves, when it is known: the
+    dbt-project input (relative to working-directory), else working-directory or the current
+    folder when it holds a dbt_project.yml. Its `profile:` must be the one written."""
+    if spec is None or spec.dbt is None:
+        return None
+    from azpytest import profiles
+
+    base = working_directory or Path.cwd()
+    folder = base / given if given else base
+    if not (folder / profiles.DBT_PROJECT_FILE).is_file():
+        if given:
+            raise InputError(
+                "dbt-project", f"{folder} has no {profiles.DBT_PROJECT_FILE}: give the dbt project"
+            )
+        return None
+    profiles.check_project(spec, folder)  # raises InputError("profiles", ...)
+    return folder
 
 
 def load_run_dir(flags: Mapping[str, Any], environ: Mapping[str, str]) -> RunDir:
@@ -574,9 +623,19 @@ def _vault_url(value: str | None, cloud: Cloud) -> str | None:
 
 
 def _run_dir(value: str | None, env: Mapping[str, str]) -> Path:
-    """`$RUNNER_TEMP/azpytest/<run>`: one folder per job, shard and attempt."""
+    """The run folder: `run-dir`, else on a laptop the newest prepared one (the `latest`
+    link), else a new one (`_default_run_dir`)."""
     if value:
         return Path(value)
+    link = latest_link(env)
+    if link is not None and link.is_symlink() and link.resolve().is_dir():
+        return link.resolve()
+    return _default_run_dir(env)
+
+
+def _default_run_dir(env: Mapping[str, str]) -> Path:
+    """`$RUNNER_TEMP/azpytest/<run id>-<attempt>-<job>` in Actions (one per job, shard and
+    attempt); on a laptop `<temp>/azpytest/local-<uid>-<date>-<time>` (one per run)."""
     base = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "azpytest"
     if env.get("GITHUB_RUN_ID"):
         parts = [
@@ -585,4 +644,16 @@ def _run_dir(value: str | None, env: Mapping[str, str]) -> Path:
             re.sub(r"[^\w.-]", "_", env.get("GITHUB_JOB", "job")),
         ]
         return base / "-".join(parts)
-    return base / f"local-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    return base / f"{_local_prefix()}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def latest_link(env: Mapping[str, str]) -> Path | None:
+    """On a laptop, `<temp>/azpytest/local-<uid>-latest`: the newest run folder."""
+    if env.get("GITHUB_RUN_ID"):
+        return None
+    base = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "azpytest"
+    return base / f"{_local_prefix()}-latest"
+
+
+def _local_prefix() -> str:
+    return f"local-{os.getuid() if hasattr(os, 'getuid') else 'user'}"

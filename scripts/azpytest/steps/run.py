@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 from azpytest import errors, processes
+from azpytest.dbt import ProfileVariableMissing
 from azpytest.github import Workflow
-from azpytest.report.junit import failed_node_ids
+from azpytest.report.junit import EMPTY_SHARD, NOTHING_TO_RERUN, failed_node_ids, write_empty
 from azpytest.rundir import AZ_CONFIG, ENV_VARIABLE, GroupRecord, RunDir
 from azpytest.settings import InputError, Settings
 
@@ -95,8 +96,8 @@ def durations_out(settings: Settings) -> Path:
 
 
 def run(settings: Settings, workflow: Workflow) -> int:
+    settings = settings.claim_run_dir(new=False)
     options = settings.run
-    settings.rundir.create()
     junit = (options.junit_path or settings.rundir.junit).resolve()
     junit.parent.mkdir(parents=True, exist_ok=True)
     tests = list(options.tests)
@@ -107,6 +108,11 @@ def run(settings: Settings, workflow: Workflow) -> int:
             tests += [t for t in failed_node_ids(junit_file, root) if t not in tests]
         earlier = _names(options.rerun_failed_from)
         if not tests:
+            # A JUnit file that says so: the report and the merge pass it, explained.
+            write_empty(
+                junit, NOTHING_TO_RERUN, ", ".join(p.name for p in options.rerun_failed_from)
+            )
+            workflow.set_output("junit-path", str(junit))
             print(f"azpytest: {earlier} lists no failed tests: nothing to rerun", flush=True)
             return 0
         print(f"azpytest: rerunning the {len(tests)} failed test(s) of {earlier}", flush=True)
@@ -132,6 +138,13 @@ def run(settings: Settings, workflow: Workflow) -> int:
     print(f"azpytest: pytest exited {ended.code} after {elapsed:.1f} s; JUnit: {junit}", flush=True)
     # Ended by signal N (pytest exits 2 when interrupted): 128 + N, as a killed process would.
     code = 128 + ended.received if ended.received is not None else ended.code
+    if code == NO_TESTS and options.shard_count > 1:
+        # More shards than tests (a small suite, or a rerun of few failures): this shard's
+        # share is empty. It passes; the merge of all shards judges the whole run.
+        which = f"{options.shard_index + 1}/{options.shard_count}"
+        write_empty(junit, EMPTY_SHARD, which)
+        workflow.notice(errors.empty_shard(which), title=errors.NO_TESTS_TITLE)
+        return 0
     if code == NO_TESTS and not options.allow_no_tests:
         workflow.error(
             errors.no_tests_collected(tests, options.markers), title=errors.NO_TESTS_TITLE
@@ -205,7 +218,7 @@ def _how_it_ended(what: str, ended: processes.Outcome, interrupt: int | None) ->
     elif ended.leftovers:
         lines.append(
             f"azpytest: ended {ended.leftovers} process(es) still running in {what}'s process "
-            "group after it exited (started by the tests)"
+            f"group after it exited (started by {'the tests' if what == 'pytest' else 'it'})"
         )
     return lines
 
@@ -295,12 +308,46 @@ def _with_az(settings: Settings, env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _dbt_profile_env(command: list[str], env: dict[str, str]) -> dict[str, str]:
+    """The variables the prepared dbt profile reads that `env` lacks: an Entra target's token,
+    fresh for this command. A missing other variable stops a `dbt` command before it starts
+    (ProfileVariableMissing); any other command runs without the token then."""
+    folder = env.get("DBT_PROFILES_DIR")
+    if not folder:
+        return {}
+    from azpytest.dbt import profile_environment
+
+    try:
+        added = profile_environment(Path(folder), env)
+    except ProfileVariableMissing:
+        if Path(command[0]).name in ("dbt", "dbt.exe"):
+            raise
+        return {}
+    for name, value in added.items():
+        if name.endswith("_EXPIRES_ON"):
+            until = time.strftime("%H:%M:%S UTC", time.gmtime(int(value)))
+            token = name.removesuffix("_EXPIRES_ON")
+            print(
+                f"azpytest: dbt: {token} holds a fresh Entra token for the profile in {folder} "
+                f"(valid until {until}); dbt logins after that fail",
+                flush=True,
+            )
+    return added
+
+
 def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> int:
     """`azpytest exec -- COMMAND`: any command with the token broker (unless broker: false)
     and the prepared environment; its exit code, 128 + N when signal N ended it."""
     if not command:
         raise InputError("COMMAND", "give the command to run after --: azpytest exec -- CMD ...")
+    settings = settings.claim_run_dir(new=False)
     env = {**os.environ, **_local_env(settings), ENV_VARIABLE: str(settings.run_dir)}
+    try:
+        env.update(_dbt_profile_env(command, env))
+    except errors.Diagnosis as diagnosis:
+        return errors.die(diagnosis, workflow, "exec")
+    except ProfileVariableMissing as exc:
+        return errors.bad_input("exec", exc, workflow)
     env = _with_kubelogin(settings, env)
     with contextlib.ExitStack() as stack:
         if settings.run.broker is not False:  # the reason to use exec: on unless turned off
