@@ -361,7 +361,7 @@ def _print_credential(
         return _fetch_and_print(prefix, server_id, flags, api_version, None)
     key = kubetoken.cache_key(server_id, flags, os.environ)
     with kubetoken.locked(run_dir, key) as cache:
-        held = cache.read(time.time())
+        held = cache.read(time.time()) if cache is not None else None
         if held is not None:
             kubetoken.seen(held.token)
             kubetoken.print_credential(api_version, held.token, held.expires_on)

@@ -121,12 +121,15 @@ class Held:
     """A token, when it expires (epoch seconds) and when to renew it. (Not a dataclass:
     `dataclasses` imports `inspect`, a sixth of the fast path's import time.)"""
 
-    __slots__ = ("expires_on", "renew_at", "token")
+    __slots__ = ("expires_on", "fetched_at", "renew_at", "token")
 
-    def __init__(self, token: str, expires_on: int, renew_at: float) -> None:
+    def __init__(self, token: str, expires_on: int, fetched_at: float) -> None:
         self.token = token
-        self.expires_on = expires_on
-        self.renew_at = renew_at
+        self.expires_on = int(expires_on)
+        self.fetched_at = fetched_at
+        life = max(0.0, expires_on - fetched_at)
+        margin = min(max(RENEW_MIN_S, life * RENEW_FRACTION), life / 2)
+        self.renew_at = expires_on - margin
 
     def good(self, now: float) -> bool:
         return now < self.renew_at and now < self.expires_on
@@ -134,17 +137,18 @@ class Held:
 
 def hold(token: str, expires_on: int, started: float) -> Held:
     """A token fetched at `started` (epoch seconds), with the time to renew it."""
-    life = max(0.0, expires_on - started)
-    margin = min(max(RENEW_MIN_S, life * RENEW_FRACTION), life / 2)
-    return Held(token, int(expires_on), expires_on - margin)
+    return Held(token, expires_on, started)
 
 
 def cache_key(server_id: str, flags: Mapping[str, str | None], environ: Mapping[str, str]) -> str:
     """Names the cache file: the server app and every input (flag or variable) that decides
-    the identity. Identifiers only, never a secret; the working directory for the `.env`."""
-    parts: dict[str, Any] = {"server-id": server_id, "cwd": os.getcwd()}
+    the identity. Identifiers only, never a secret. When the tenant or the client is given by
+    neither, a `.env` may name them: then the working directory (whose `.env` it is) too."""
+    parts: dict[str, Any] = {"server-id": server_id}
     for name, variables in TOKEN_INPUTS.items():
         parts[name] = [flags.get(name), *(environ.get(v) for v in variables)]
+    if not all(any(parts[name]) for name in ("tenant-id", "client-id")):
+        parts["cwd"] = os.getcwd()
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     return digest[:32]
 
@@ -160,24 +164,38 @@ def _cache_name(key: str) -> str:
     return f"{CACHE_PREFIX}{key}.json"
 
 
-def _parse(text: str) -> Held | None:
+def _parse(data: bytes) -> Held | None:
+    """The token a cache file holds, or None for anything else (empty, half-written, not
+    ours): the caller then fetches a new one and rewrites the file."""
     try:
-        data = json.loads(text)
-        held = Held(str(data["token"]), int(data["expires_on"]), float(data["renew_at"]))
-    except (ValueError, KeyError, TypeError):
+        fields = json.loads(data)
+        held = Held(str(fields["token"]), int(fields["expires_on"]), float(fields["fetched_at"]))
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
         return None
     return held if held.token else None
+
+
+def _read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def read_cached(run_dir: RunDir, key: str, now: float) -> Held | None:
     """The cached token if it is still good; waits while another process renews it."""
     try:
-        fd = os.open(run_dir / _cache_name(key), os.O_RDONLY)
+        fd = os.open(run_dir / _cache_name(key), os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
-    with os.fdopen(fd, "r", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH)
-        held = _parse(handle.read())
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        held = _parse(_read_all(fd))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return held if held is not None and held.good(now) else None
 
 
@@ -188,26 +206,27 @@ class Cache:
         self._fd = fd
 
     def read(self, now: float) -> Held | None:
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        chunks = []
-        while chunk := os.read(self._fd, 65536):
-            chunks.append(chunk)
-        held = _parse(b"".join(chunks).decode("utf-8", errors="replace"))
+        held = _parse(_read_all(self._fd))
         return held if held is not None and held.good(now) else None
 
     def write(self, held: Held) -> None:
         data = json.dumps(
-            {"token": held.token, "expires_on": held.expires_on, "renew_at": held.renew_at}
+            {"token": held.token, "expires_on": held.expires_on, "fetched_at": held.fetched_at}
         ).encode()
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, data, 0)
 
 
 @contextlib.contextmanager
-def locked(run_dir: RunDir, key: str) -> Iterator[Cache]:
+def locked(run_dir: RunDir, key: str) -> Iterator[Cache | None]:
     """The cache file (created 0600 and recorded for cleanup), locked against every other
-    invocation for the block: one of them asks Entra, the others then read its token."""
-    fd = run_dir.open_private(_cache_name(key))
+    invocation for the block: one of them asks Entra, the others then read its token. None
+    when the file cannot be opened (a run folder made read-only or removed): no cache then."""
+    try:
+        fd = run_dir.open_private(_cache_name(key))
+    except OSError:
+        yield None
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield Cache(fd)

@@ -159,10 +159,13 @@ class RunDir:
 
     def open_private(self, name: str) -> int:
         """A descriptor (read-write) of a credential file only its owner can read, created
-        0600 if missing (never truncated), and recorded for cleanup."""
+        0600 if missing (never truncated; made 0600 if it was wider), and recorded for
+        cleanup."""
         self.create()
         self._remember(name)
-        return os.open(self.path / name, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.path / name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)
+        return fd
 
     def private_folder(self, name: str) -> Path:
         """A 0700 folder for credentials (az's config, a private PATH entry), recorded."""

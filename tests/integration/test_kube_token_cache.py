@@ -1,0 +1,321 @@
+"""kubectl at the speed of a cached token (issue 15, item 3): the exec plugin of the prepared
+kubeconfig answers from the job's broker under `azpytest run`, else from a 0600 token cache in
+the run folder shared by every kubectl call until shortly before the token expires. Counted
+from the sandbox's request log, with /usr/bin/kubectl and the kubeconfig `prepare` wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from azpytest_sandbox import Sandbox
+from azpytest_sandbox.scenario import AKS_SERVER_APP
+
+CLIENT = "3f1e2d4c-6b5a-4978-8a9b-0c1d2e3f4a5b"
+AKS = {"AZPYTEST_AKS_RESOURCE_GROUP": "rg-azpytest", "AZPYTEST_AKS_CLUSTER": "aks-azpytest"}
+KUBECTL = Path("/usr/bin/kubectl")
+EXEC_INFO = json.dumps(
+    {
+        "kind": "ExecCredential",
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "spec": {"interactive": False},
+    }
+)
+
+Step = Callable[..., Any]
+
+pytestmark = pytest.mark.skipif(
+    not KUBECTL.exists(), reason="/usr/bin/kubectl is not installed (make bootstrap)"
+)
+
+
+class Prepared:
+    """What `azpytest prepare` left for the later steps of the job."""
+
+    def __init__(self, sandbox: Sandbox, result: Any, home: Path) -> None:
+        assert result.returncode == 0, result.stdout + result.stderr
+        self.sandbox = sandbox
+        self.result = result
+        self.kubeconfig = Path(result.env_file["KUBECONFIG"])
+        self.run_dir = Path(result.env_file["AZPYTEST_RUN_DIR"])
+        self.home = home
+        sandbox.log.clear()  # what follows is the later steps' only
+
+    def step_env(self) -> dict[str, str]:
+        """A later step: the runner's variables and what prepare exported; no broker."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AZURE_", "AZPYTEST_", "GITHUB_", "ACTIONS_", "RUNNER_"))
+            and k not in ("KUBECONFIG", "IDENTITY_ENDPOINT", "IDENTITY_HEADER")
+        }
+        return {
+            **env,
+            **self.sandbox.env,
+            "GITHUB_ACTIONS": "true",
+            "CI": "true",
+            **self.result.env_file,
+            "HOME": str(self.home),  # kubectl's discovery cache
+        }
+
+    def kubectl_command(self, *args: str) -> list[str]:
+        return [str(KUBECTL), "--request-timeout=20s", f"--kubeconfig={self.kubeconfig}", *args]
+
+    def kubectl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.kubectl_command(*args),
+            env=self.step_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+
+    def plugin(self) -> subprocess.CompletedProcess[str]:
+        """The exec plugin run as kubectl runs it (command, args, env, KUBERNETES_EXEC_INFO)."""
+        user = yaml.safe_load(self.kubeconfig.read_text())["users"][0]["user"]["exec"]
+        env = {
+            **self.step_env(),
+            **{e["name"]: e["value"] for e in user.get("env") or []},
+            "KUBERNETES_EXEC_INFO": EXEC_INFO,
+        }
+        return subprocess.run(
+            [user["command"], *user["args"]],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+
+    def caches(self) -> list[Path]:
+        return sorted(self.run_dir.glob("kube-token-*.json"))
+
+    def cache(self) -> Path:
+        [path] = self.caches()
+        return path
+
+    def entra_requests(self) -> int:
+        return len(self.sandbox.log.select(service="entra", method="POST"))
+
+    def github_requests(self) -> int:
+        return len(self.sandbox.log.select(service="github"))
+
+
+@pytest.fixture
+def prepared(sandbox: Sandbox, actions_step: Step, tmp_path: Path) -> Prepared:
+    home = tmp_path / "home"
+    home.mkdir()
+    return Prepared(sandbox, actions_step(sandbox, "prepare", env=AKS), home)
+
+
+def listed_namespaces(done: subprocess.CompletedProcess[str]) -> set[str]:
+    assert done.returncode == 0, done.stderr
+    return {line.split()[0] for line in done.stdout.splitlines()[1:]}
+
+
+def kube_callers(sandbox: Sandbox) -> set[tuple[int, str]]:
+    return {(e.status, e.who) for e in sandbox.log.select(service="kube")}
+
+
+def write_cache(path: Path, token: str, expires_on: float, fetched_at: float) -> None:
+    path.write_text(
+        json.dumps({"token": token, "expires_on": int(expires_on), "fetched_at": fetched_at})
+    )
+
+
+# ---------------------------------------------------------------------------- one token, shared
+
+
+def test_ten_kubectl_calls_make_one_entra_and_one_github_request(prepared: Prepared) -> None:
+    for _ in range(10):
+        assert {"default", "kube-system"} <= listed_namespaces(prepared.kubectl("get", "ns"))
+
+    assert prepared.entra_requests() == 1
+    assert prepared.github_requests() == 1
+    kube = prepared.sandbox.log.select(service="kube")
+    assert len(kube) >= 10 and kube_callers(prepared.sandbox) == {(200, CLIENT)}
+
+
+def test_the_cache_is_0600_in_the_run_folder_recorded_and_gone_after_cleanup(
+    prepared: Prepared, sandbox: Sandbox, actions_step: Step
+) -> None:
+    assert prepared.caches() == []
+    listed_namespaces(prepared.kubectl("get", "ns"))
+
+    cache = prepared.cache()
+    assert cache.parent == prepared.run_dir
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    recorded = (prepared.run_dir / ".azpytest-credentials").read_text().splitlines()
+    assert cache.name in recorded
+
+    done = actions_step(sandbox, "cleanup", env={"AZPYTEST_RUN_DIR": str(prepared.run_dir)})
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not cache.exists()
+    assert f"azpytest: cleanup of {prepared.run_dir}: removed kubeconfig, {cache.name};" in (
+        done.stdout
+    )
+
+
+def test_a_cached_token_near_its_expiry_is_replaced(prepared: Prepared) -> None:
+    listed_namespaces(prepared.kubectl("get", "ns"))
+    cache = prepared.cache()
+    fresh = json.loads(cache.read_text())
+    # An hour-long token fetched 59.5 minutes ago: 30 s left, inside the renewal margin. Were
+    # it used, the API server would refuse it (it is not a token the sandbox issued).
+    now = time.time()
+    write_cache(cache, "near-expiry-token", now + 30, now - 3570)
+
+    assert {"default"} <= listed_namespaces(prepared.kubectl("get", "ns"))
+
+    assert prepared.entra_requests() == 2
+    assert kube_callers(prepared.sandbox) == {(200, CLIENT)}
+    renewed = json.loads(cache.read_text())
+    assert renewed["token"] not in ("near-expiry-token", fresh["token"])
+    assert renewed["expires_on"] > now + 600
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+
+
+def test_a_token_with_time_left_is_kept(prepared: Prepared) -> None:
+    """The converse: the same token with most of its life left is handed on unchanged."""
+    listed_namespaces(prepared.kubectl("get", "ns"))
+    token = json.loads(prepared.cache().read_text())["token"]
+
+    answer = prepared.plugin()
+
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)["status"]["token"] == token
+    assert prepared.entra_requests() == 1
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"", b"{not json", b"\xff\xfe\x00binary", b'{"token": 3}', b"[1, 2]", b'"a string"'],
+    ids=["empty", "not-json", "binary", "wrong-fields", "a-list", "a-string"],
+)
+def test_a_corrupt_cache_file_is_replaced_not_a_crash(prepared: Prepared, garbage: bytes) -> None:
+    listed_namespaces(prepared.kubectl("get", "ns"))
+    cache = prepared.cache()
+    cache.write_bytes(garbage)
+    cache.chmod(0o644)  # widened by someone: made 0600 again when it is rewritten
+
+    done = prepared.kubectl("get", "ns")
+
+    assert {"default"} <= listed_namespaces(done)
+    assert "Traceback" not in done.stderr
+    assert prepared.entra_requests() == 2
+    assert json.loads(cache.read_text())["token"].startswith("eyJ")
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+
+
+def test_eight_kubectl_calls_at_once_all_succeed_with_one_entra_request(
+    prepared: Prepared,
+) -> None:
+    env = prepared.step_env()
+    running = [
+        subprocess.Popen(
+            prepared.kubectl_command("get", "ns", "-o", "name"),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    outcomes = [(p.wait(timeout=120), *p.communicate()) for p in running]
+
+    assert [code for code, _, _ in outcomes] == [0] * 8, outcomes
+    assert all("namespace/kube-system" in out.splitlines() for _, out, _ in outcomes)
+    assert prepared.entra_requests() == 1
+    assert prepared.github_requests() == 1
+    assert len(prepared.caches()) == 1
+
+
+# ---------------------------------------------------------------------------- what kubectl reads
+
+
+def test_the_plugin_prints_the_exec_credential_and_nothing_else(prepared: Prepared) -> None:
+    # From Entra (no cache yet), then from the cache: the same bytes but for nothing.
+    answers = [prepared.plugin(), prepared.plugin()]
+
+    tokens = []
+    for answer in answers:
+        assert answer.returncode == 0, answer.stderr
+        assert answer.stderr == ""
+        [line] = answer.stdout.splitlines()
+        credential = json.loads(line)
+        assert set(credential) == {"kind", "apiVersion", "spec", "status"}
+        assert (credential["kind"], credential["apiVersion"]) == (
+            "ExecCredential",
+            "client.authentication.k8s.io/v1",
+        )
+        assert set(credential["status"]) == {"token", "expirationTimestamp"}
+        token = credential["status"]["token"]
+        assert answer.stdout.count(token) == 1
+        tokens.append(token)
+    assert tokens[0] == tokens[1]
+    assert prepared.entra_requests() == 1
+    # kubectl shows none of it.
+    done = prepared.kubectl("get", "ns")
+    assert tokens[0] not in done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------------------- under azpytest run
+
+SUITE = """
+import os
+import subprocess
+
+
+def kubectl(*args):
+    return subprocess.run(
+        ["kubectl", "--request-timeout=20s", *args],
+        capture_output=True, text=True, timeout=90, check=True,
+    ).stdout
+
+
+def test_kubectl_three_times():
+    for _ in range(3):
+        assert "namespace/kube-system" in kubectl("get", "ns", "-o", "name").splitlines()
+"""
+
+
+def test_under_run_kubectl_asks_the_broker_and_writes_no_cache(
+    prepared: Prepared, sandbox: Sandbox, actions_step: Step, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_kubectl.py").write_text(textwrap.dedent(SUITE))
+    env = {
+        **prepared.result.env_file,
+        "AZPYTEST_WORKING_DIRECTORY": str(project),
+        "HOME": str(prepared.home),
+    }
+
+    result = actions_step(sandbox, "run", env=env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+    assert prepared.caches() == []
+    audit = [
+        json.loads(line) for line in (prepared.run_dir / "audit.jsonl").read_text().splitlines()
+    ]
+    served = Counter((e["resource"], e["outcome"]) for e in audit if e.get("source") == "broker")
+    assert served == {(AKS_SERVER_APP, "fresh"): 1, (AKS_SERVER_APP, "cached"): 2}
+    assert prepared.entra_requests() == 1
+    assert kube_callers(sandbox) == {(200, CLIENT)}
