@@ -1101,3 +1101,13 @@ def secret_whitespace_stripped(secret: str, env: str) -> str:
         f"azpytest: Key Vault secret {secret!r} ({env}): whitespace at its ends removed "
         "(strip-secret-whitespace)"
     )
+
+
+def dotenv_withheld(env_file: object, names: Sequence[str]) -> str:
+    """The `.env` variables that would change the tests' credential chain, not loaded in CI
+    (names only: a value is never shown)."""
+    return (
+        f"{env_file} sets {', '.join(names)}: not loaded in CI, where the tests' identity is the "
+        "job's (GitHub OIDC); with them DefaultAzureCredential would try another credential "
+        "first (an empty AZURE_CLIENT_SECRET fails). Local runs still load them."
+    )

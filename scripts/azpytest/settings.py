@@ -60,6 +60,16 @@ _CLUSTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,61}[A-Za-z0-9]?$")
 # A URI (scheme:rest) of visible ASCII: what Entra's federated credentials take (<= 600).
 _AUDIENCE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[!-~]{1,590}$")
 FILE_LIMIT = 16 * 1024 * 1024  # bytes of a file an input names (.env, durations)
+# Variables that change the tests' credential chain (DefaultAzureCredential's environment
+# credential, a token file): a `.env` template's, empty or not, are not loaded in CI, where
+# the identity is the job's (GitHub OIDC).
+DOTENV_CI_WITHHELD = (
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_USERNAME",
+    "AZURE_PASSWORD",
+)
 MIN_PYTHON = (3, 10)
 PYTHON_TIMEOUT = 30  # seconds `python` has to print its version
 
@@ -91,6 +101,7 @@ class Settings:
     latest_link: Path | None = None
     strip_secret_whitespace: bool = False  # Key Vault values lose whitespace at their ends
     dbt_project: Path | None = None  # the dbt project whose profile: the profiles input matched
+    dotenv_withheld: tuple[str, ...] = ()  # .env variables not loaded in CI (DOTENV_CI_WITHHELD)
 
     @property
     def use_broker(self) -> bool:
@@ -173,6 +184,7 @@ class _Source:
         self.in_actions = environ.get("GITHUB_ACTIONS") == "true"
         self.env = dict(environ)
         self.notes: list[str] = []
+        self.dotenv_withheld: list[str] = []
         spec = BY_NAME["env-file"]
         given = (flags.get(spec.name) or environ.get(spec.variable) or "").strip()
         if given:
@@ -189,6 +201,9 @@ class _Source:
                 reason = getattr(exc, "strerror", None) or "not UTF-8 text"
                 raise InputError(f"env-file {path}", f"cannot read it ({reason})") from None
             for key, value in values.items():
+                if self.in_actions and key in DOTENV_CI_WITHHELD:
+                    self.dotenv_withheld.append(key)
+                    continue
                 self.env.setdefault(key, value)  # the environment always wins
             self.env_file = path
         elif given and kind == "folder":
@@ -272,6 +287,7 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
         timeout=float(get("timeout") or 40),
         strip_secret_whitespace=get("strip-secret-whitespace") == "true",
         dbt_project=dbt_project,
+        dotenv_withheld=tuple(source.dotenv_withheld),
     )
 
 

@@ -241,3 +241,20 @@ def test_kubelogin_choice() -> None:
         InputError, match=r"^kubelogin: 'sometimes' is not one of auto, always, never$"
     ):
         load({"kubelogin": "sometimes"}, {})
+
+
+def test_dotenv_credential_variables_are_withheld_in_ci_only(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "AZURE_USERNAME=someone\nAZURE_CLIENT_SECRET=\nAZPYTEST_CLOUD=AzureChinaCloud\n"
+        "AZURE_PASSWORD=pw\nAZURE_CLIENT_CERTIFICATE_PATH=c.pem\nAZURE_FEDERATED_TOKEN_FILE=t\n"
+    )
+    ci = load({}, {"GITHUB_ACTIONS": "true", "AZURE_TENANT_ID": T, "AZURE_CLIENT_ID": C})
+    assert ci.dotenv_withheld == (
+        "AZURE_USERNAME",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_PASSWORD",
+        "AZURE_CLIENT_CERTIFICATE_PATH",
+        "AZURE_FEDERATED_TOKEN_FILE",
+    )
+    assert ci.cloud.name == "AzureChinaCloud"  # the file's other variables still load
+    assert load({}, {"AZURE_TENANT_ID": T, "AZURE_CLIENT_ID": C}).dotenv_withheld == ()

@@ -23,6 +23,8 @@ from azpytest.settings import Settings
 def run(settings: Settings, workflow: Workflow) -> int:
     for note in settings.notes:
         workflow.warning(note)
+    if settings.dotenv_withheld:
+        workflow.warning(errors.dotenv_withheld(settings.env_file, settings.dotenv_withheld))
     settings = settings.claim_run_dir(new=True)
     run_dir = settings.rundir
     # Known to the later steps at once: a failed prepare still uploads its audit log.

@@ -95,7 +95,14 @@ def durations_out(settings: Settings) -> Path:
     return settings.rundir.durations(settings.run.shard_index)
 
 
+def warn_dotenv_withheld(settings: Settings, workflow: Workflow) -> None:
+    """One warning naming the `.env` variables not loaded in CI (settings.DOTENV_CI_WITHHELD)."""
+    if settings.dotenv_withheld:
+        workflow.warning(errors.dotenv_withheld(settings.env_file, settings.dotenv_withheld))
+
+
 def run(settings: Settings, workflow: Workflow) -> int:
+    warn_dotenv_withheld(settings, workflow)
     settings = settings.claim_run_dir(new=False)
     options = settings.run
     junit = (options.junit_path or settings.rundir.junit).resolve()
@@ -340,6 +347,7 @@ def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> 
     and the prepared environment; its exit code, 128 + N when signal N ended it."""
     if not command:
         raise InputError("COMMAND", "give the command to run after --: azpytest exec -- CMD ...")
+    warn_dotenv_withheld(settings, workflow)
     settings = settings.claim_run_dir(new=False)
     env = {**os.environ, **_local_env(settings), ENV_VARIABLE: str(settings.run_dir)}
     try:
