@@ -19,10 +19,18 @@ from typing import Any
 import pytest
 import yaml
 
+from azpytest.kube import install_kubelogin
+from azpytest.rundir import RunDir
 from azpytest_sandbox import Sandbox
 from azpytest_sandbox.scenario import AKS_SERVER_APP
 
+TENANT = "8d2a1c3e-5f47-4b6a-9c1d-2e3f4a5b6c7d"
 CLIENT = "3f1e2d4c-6b5a-4978-8a9b-0c1d2e3f4a5b"
+AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"  # kubelogin's, in ARM's kubeconfig
+ARM_KUBELOGIN_ARGS = [
+    "get-token", "--environment", "AzurePublicCloud", "--server-id", AKS_SERVER_APP,
+    "--client-id", AZURE_CLI_CLIENT_ID, "--tenant-id", TENANT, "--login", "devicecode",
+]  # fmt: skip
 AKS = {"AZPYTEST_AKS_RESOURCE_GROUP": "rg-azpytest", "AZPYTEST_AKS_CLUSTER": "aks-azpytest"}
 KUBECTL = Path("/usr/bin/kubectl")
 EXEC_INFO = json.dumps(
@@ -83,8 +91,9 @@ class Prepared:
             check=False,
         )
 
-    def plugin(self) -> subprocess.CompletedProcess[str]:
-        """The exec plugin run as kubectl runs it (command, args, env, KUBERNETES_EXEC_INFO)."""
+    def plugin(self, *python_options: str) -> subprocess.CompletedProcess[str]:
+        """The exec plugin run as kubectl runs it (command, args, env, KUBERNETES_EXEC_INFO);
+        `python_options` go before the interpreter's own (`-X importtime`)."""
         user = yaml.safe_load(self.kubeconfig.read_text())["users"][0]["user"]["exec"]
         env = {
             **self.step_env(),
@@ -92,7 +101,7 @@ class Prepared:
             "KUBERNETES_EXEC_INFO": EXEC_INFO,
         }
         return subprocess.run(
-            [user["command"], *user["args"]],
+            [user["command"], *python_options, *user["args"]],
             env=env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -273,6 +282,60 @@ def test_the_plugin_prints_the_exec_credential_and_nothing_else(prepared: Prepar
     # kubectl shows none of it.
     done = prepared.kubectl("get", "ns")
     assert tokens[0] not in done.stdout + done.stderr
+
+
+def test_a_cached_answer_imports_no_azure_sdk(prepared: Prepared) -> None:
+    listed_namespaces(prepared.kubectl("get", "ns"))  # the cache filled
+
+    answer = prepared.plugin("-X", "importtime")
+
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)["kind"] == "ExecCredential"
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in answer.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "azpytest.kubetoken" in imported
+    heavy = ("azure", "msal", "requests", "urllib3", "yaml", "kubernetes", "cryptography")
+    assert sorted(m for m in imported if m.split(".")[0] in heavy) == []
+    assert prepared.entra_requests() == 1
+
+
+def test_the_kubelogin_stand_in_shares_one_token_across_kubectl_calls(prepared: Prepared) -> None:
+    # The user as ARM returns it (exec: kubelogin get-token ...), the stand-in first on PATH,
+    # as `run` and `exec` put it for the tests.
+    bin_dir = install_kubelogin(RunDir(prepared.run_dir), "always", {})
+    assert bin_dir is not None
+    config = yaml.safe_load(prepared.kubeconfig.read_text())
+    config["users"][0]["user"] = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": "kubelogin",
+            "args": ARM_KUBELOGIN_ARGS,
+            "provideClusterInfo": False,
+        }
+    }
+    arm_style = prepared.kubeconfig.with_name("arm-kubeconfig")
+    arm_style.write_text(yaml.safe_dump(config))
+    env = {**prepared.step_env(), "PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+    for _ in range(5):
+        done = subprocess.run(
+            [str(KUBECTL), "--request-timeout=20s", f"--kubeconfig={arm_style}", "get", "ns"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert {"default", "kube-system"} <= listed_namespaces(done)
+
+    assert prepared.entra_requests() == 1
+    assert prepared.github_requests() == 1
+    assert len(prepared.caches()) == 1
+    assert kube_callers(prepared.sandbox) == {(200, CLIENT)}
 
 
 # ---------------------------------------------------------------------------- under azpytest run

@@ -197,3 +197,12 @@ def test_inputs_only_prepare_reads_cannot_fail_kube_token(
     assert (code, out) == (1, "")
     assert err.startswith("azpytest kube-token: GitHub gave this job no OIDC token")
     assert "::" not in err
+
+
+def test_the_fast_path_keys_its_cache_on_the_inputs_kube_token_reads() -> None:
+    from azpytest.inputs import BY_NAME
+
+    for name, variables in kubetoken.TOKEN_INPUTS.items():
+        assert variables == BY_NAME[name].variables, name
+    # debug and timeout change how the full command works, not whose token it gets.
+    assert set(kubetoken.TOKEN_INPUTS) == kube._TOKEN_INPUTS - {"debug", "timeout"}
