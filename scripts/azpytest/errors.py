@@ -1111,3 +1111,14 @@ def dotenv_withheld(env_file: object, names: Sequence[str]) -> str:
         "job's (GitHub OIDC); with them DefaultAzureCredential would try another credential "
         "first (an empty AZURE_CLIENT_SECRET fails). Local runs still load them."
     )
+
+
+def suite_loaded_credential_variables(names: Sequence[str]) -> str:
+    """Credential-chain variables the suite put in its own environment (its .env), removed
+    under the token broker in CI (names only: a value is never shown)."""
+    return (
+        f"azpytest: warning: {', '.join(names)} removed from the tests' environment, where the "
+        "suite put them (a .env it loads?): in CI the tests' identity is the job's, through the "
+        "token broker, and with them DefaultAzureCredential would try another credential first "
+        "(an empty AZURE_CLIENT_SECRET fails). Set broker: false to keep them."
+    )

@@ -93,3 +93,53 @@ def test_prepare_in_ci_warns_once_naming_them(
     for value in VALUES.values():
         if value:
             assert value not in shown(result)
+
+
+CONFTEST = """
+import os
+from pathlib import Path
+
+# What python-dotenv's load_dotenv() does: fill what is unset from the suite's .env.
+for line in (Path(__file__).parent / ".env").read_text().splitlines():
+    name, _, value = line.partition("=")
+    os.environ.setdefault(name, value)
+"""
+
+TEMPLATE_SUITE = """
+import os
+
+from azure.identity import DefaultAzureCredential
+
+
+def test_vault_token():
+    token = DefaultAzureCredential().get_token("https://vault.azure.net/.default")
+    assert token.token
+
+
+def test_still_none():
+    assert "AZURE_CLIENT_SECRET" not in os.environ
+"""
+
+
+def test_a_suite_that_loads_its_own_dotenv_template_still_uses_the_broker(
+    sandbox: Sandbox, actions_step: Step, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".env").write_text("AZURE_CLIENT_SECRET=\nAZURE_USERNAME=someone-value-4d2e\n")
+    (project / "conftest.py").write_text(textwrap.dedent(CONFTEST))
+    (project / "test_suite.py").write_text(textwrap.dedent(TEMPLATE_SUITE))
+
+    result = actions_step(sandbox, "run", env={"AZPYTEST_WORKING_DIRECTORY": str(project)})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+    said = (
+        "azpytest: warning: AZURE_CLIENT_SECRET, AZURE_USERNAME removed from the tests' "
+        "environment, where the suite put them (a .env it loads?): in CI the tests' identity is "
+        "the job's, through the token broker, and with them DefaultAzureCredential would try "
+        "another credential first (an empty AZURE_CLIENT_SECRET fails). Set broker: false to "
+        "keep them."
+    )
+    assert result.stdout.splitlines().count(said) == 1
+    assert "someone-value-4d2e" not in shown(result)

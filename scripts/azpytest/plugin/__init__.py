@@ -34,6 +34,7 @@ pytest_plugins = [
     "azpytest.plugin.databases",  # azpytest_connections, pg_*, db_connection, azure_sql_*
     "azpytest.plugin.dbt",  # dbt
     "azpytest.plugin.pointers",  # where a failed test failed, and its rerun id, in JUnit
+    "azpytest.plugin.credential_env",  # in CI no .env credential variable under the broker
 ]
 
 
