@@ -341,8 +341,11 @@ def test_the_kubelogin_stand_in_shares_one_token_across_kubectl_calls(prepared: 
 # ---------------------------------------------------------------------------- under azpytest run
 
 SUITE = """
+import json
 import os
 import subprocess
+
+import yaml
 
 
 def kubectl(*args):
@@ -355,6 +358,20 @@ def kubectl(*args):
 def test_kubectl_three_times():
     for _ in range(3):
         assert "namespace/kube-system" in kubectl("get", "ns", "-o", "name").splitlines()
+
+
+def test_the_plugin_imports_no_azure_sdk_to_ask_the_broker():
+    user = yaml.safe_load(open(os.environ["KUBECONFIG"]))["users"][0]["user"]["exec"]
+    env = {**os.environ, **{e["name"]: e["value"] for e in user["env"]}}
+    answer = subprocess.run(
+        [user["command"], "-X", "importtime", *user["args"]],
+        env=env, capture_output=True, text=True, timeout=90, check=True,
+    )
+    assert json.loads(answer.stdout)["kind"] == "ExecCredential"
+    imported = {line.rsplit("|", 1)[1].strip() for line in answer.stderr.splitlines()
+                if line.startswith("import time:")}
+    heavy = ("azure", "msal", "requests", "urllib3", "yaml", "kubernetes", "ssl", "http")
+    assert sorted(m for m in imported if m.split(".")[0] in heavy) == []
 """
 
 
@@ -373,12 +390,12 @@ def test_under_run_kubectl_asks_the_broker_and_writes_no_cache(
     result = actions_step(sandbox, "run", env=env)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 passed" in result.stdout
+    assert "2 passed" in result.stdout
     assert prepared.caches() == []
     audit = [
         json.loads(line) for line in (prepared.run_dir / "audit.jsonl").read_text().splitlines()
     ]
     served = Counter((e["resource"], e["outcome"]) for e in audit if e.get("source") == "broker")
-    assert served == {(AKS_SERVER_APP, "fresh"): 1, (AKS_SERVER_APP, "cached"): 2}
+    assert served == {(AKS_SERVER_APP, "fresh"): 1, (AKS_SERVER_APP, "cached"): 3}
     assert prepared.entra_requests() == 1
     assert kube_callers(sandbox) == {(200, CLIENT)}
