@@ -107,11 +107,27 @@ class Scrubber:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Scrubber:
         """The values of the variables prepare masked (named in the run folder's
-        prepared.json, never stored there) and of the broker's header."""
+        prepared.json, never stored there), of the broker's header, and the tokens `run`
+        masked (its 0600 record, deleted at cleanup)."""
         run_dir = RunDir.from_environment(environ)
         names = run_dir.masked_variables() if run_dir is not None else []
         names += ALWAYS_SCRUBBED
-        return cls(environ[name] for name in names if environ.get(name))
+        values = [environ[name] for name in names if environ.get(name)]
+        return cls([*values, *(read_tokens(run_dir) if run_dir is not None else [])])
+
+
+def read_tokens(run_dir: RunDir) -> list[str]:
+    """The tokens `run` masked (`write_tokens`), or none."""
+    try:
+        values = json.loads(run_dir.tokens.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [value for value in values if isinstance(value, str)] if isinstance(values, list) else []
+
+
+def write_tokens(run_dir: RunDir, values: Iterable[str]) -> None:
+    """Record the tokens `run` masked for the steps after it (0600, deleted at cleanup)."""
+    run_dir.write_private(run_dir.tokens.name, json.dumps(sorted(set(values))))
 
 
 class _Automaton:

@@ -44,10 +44,13 @@ def artifact_state(config: pytest.Config) -> ArtifactState:
     """The run's scrubber and artifact writer, made on first use."""
     state = config.stash.get(_ARTIFACTS, None)
     if state is None:
+        from azpytest import maskchannel
         from azpytest.artifacts import ArtifactWriter
         from azpytest.masking import Scrubber
 
         scrubber = Scrubber.from_environment(os.environ)
+        # Every token this process masks (the identity fixtures', kube's) is scrubbed too.
+        maskchannel.on_mask(scrubber.add)
         xmlpath = getattr(config.option, "xmlpath", None)
         root = setting("artifacts-dir") or (
             str(Path(xmlpath).parent / ARTIFACTS) if xmlpath else None
