@@ -20,6 +20,7 @@ from azpytest.rundir import ARTIFACTS
 if TYPE_CHECKING:
     from _pytest._code.code import ReprFileLocation
     from _pytest._io import TerminalWriter
+    from _pytest.python import CallSpec
 
     from azpytest.artifacts import ArtifactWriter
     from azpytest.masking import Scrubber
@@ -72,6 +73,33 @@ def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str)
     if not scrubber or scrubber.text(text) == text:
         return None
     return f"{argname}-secret-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> Generator[None, None, None]:
+    """Ids the suite gives (`ids=`, `pytest.param(id=...)`, an ids function) are node ids
+    too: once every parametrization is made, each id part that holds a fragment of a masked
+    value becomes `secret-<hash>` (stable across runs and shards), before pytest names the
+    tests from them, so selecting a test by its node id (a rerun) still works."""
+    yield
+    scrubber = artifact_state(metafunc.config).scrubber
+    if not scrubber:
+        return
+    calls = metafunc._calls  # pytest has no public way to rename a parametrization
+    metafunc._calls = [_secret_free(call, scrubber) for call in calls]
+
+
+def _secret_free(call: CallSpec, scrubber: Scrubber) -> CallSpec:
+    parts = list(call._idlist)
+    clean = [part if scrubber.text(part) == part else _secret_id(part) for part in parts]
+    whole = "-".join(clean)
+    if scrubber.text(whole) != whole:  # a fragment across two parts
+        clean = [_secret_id("-".join(parts))]
+    return call if clean == parts else dataclasses.replace(call, _idlist=clean)
+
+
+def _secret_id(text: str) -> str:
+    return f"secret-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 @pytest.hookimpl(wrapper=True)
