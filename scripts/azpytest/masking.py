@@ -40,8 +40,9 @@ ALWAYS_SCRUBBED = ("IDENTITY_HEADER",)
 
 
 def mask_forms(value: str, *, encoded: bool = False) -> list[str]:
-    """Every string the runner must hide for `value`: itself and each line of it; with
-    `encoded`, also its JSON-escaped and base64 forms (for values we write in those forms)."""
+    """Every string the runner must hide for `value`: itself and each line of it, and their
+    Python repr and ascii forms where they differ; with `encoded`, also its JSON-escaped and
+    base64 forms (for values we write in those forms)."""
     forms: list[str] = []
 
     def add(form: str) -> None:
@@ -52,6 +53,12 @@ def mask_forms(value: str, *, encoded: bool = False) -> list[str]:
     for line in value.splitlines():
         if len(line.strip()) >= MIN_MASKED_LINE:
             add(line.strip())
+    # As Python prints it in a repr (a dict, a list, logging's %r, -s output, which only the
+    # runner's masks can hide): backslashes doubled, quotes and non-ASCII escaped.
+    for text in [value, *(line.strip() for line in value.splitlines())]:
+        if len(text) >= MIN_MASKED_LINE:
+            add(repr(text)[1:-1])
+            add(ascii(text)[1:-1])
     if encoded:
         add(json.dumps(value, ensure_ascii=False)[1:-1])
         add(json.dumps(value)[1:-1])

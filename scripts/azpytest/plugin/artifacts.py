@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -62,6 +63,32 @@ def artifact_state(config: pytest.Config) -> ArtifactState:
     return state
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """What pytest's logging writes straight out (live logging, `--log-file`) bypasses the
+    reports: its formatters scrub too (caplog, which tests read, is left as it is)."""
+    plugin = config.pluginmanager.get_plugin("logging-plugin")
+    if plugin is None:
+        return
+    for name in ("log_cli_handler", "log_file_handler"):
+        handler = getattr(plugin, name, None)
+        if isinstance(handler, logging.Handler) and handler.formatter is not None:
+            handler.setFormatter(_ScrubbingFormatter(handler.formatter, config))
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    def __init__(self, inner: logging.Formatter, config: pytest.Config) -> None:
+        super().__init__()
+        self._inner = inner
+        self._config = config
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self._inner.format(record)
+        scrubber = artifact_state(self._config).scrubber
+        _learn_tokens(scrubber)
+        return scrubber.text(text) if scrubber else text
+
+
 def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
     """A parametrize id made from a masked value would carry it into the log, JUnit's
     `name=`, the durations file, artifact paths and `.pytest_cache`: such a value gets a
@@ -109,11 +136,36 @@ def pytest_runtest_makereport(
     report = yield
     item.stash.setdefault(_REPORTS, {})[report.when] = report
     state = artifact_state(item.config)
+    _learn_tokens(state.scrubber)
     if state.scrubber:
         _scrub_report(report, state.scrubber)
     if report.failed and state.writer is not None:
         _write_failure(item, report, state.writer)
     return report
+
+
+def _learn_tokens(scrubber: Scrubber) -> None:
+    """The tokens `azpytest run` masked that this process never saw (the token broker's,
+    which a failure message may carry): from run's 0600 record, when it has changed."""
+    from azpytest.masking import read_tokens
+    from azpytest.rundir import RunDir
+
+    run_dir = RunDir.from_environment(os.environ)
+    if run_dir is None:
+        return
+    try:
+        stat = run_dir.tokens.stat()
+    except OSError:
+        return
+    seen = (stat.st_mtime_ns, stat.st_size)
+    if _TOKENS_SEEN.get(run_dir.tokens) == seen:
+        return
+    _TOKENS_SEEN[run_dir.tokens] = seen
+    for token in read_tokens(run_dir):
+        scrubber.add(token)
+
+
+_TOKENS_SEEN: dict[Path, tuple[int, int]] = {}
 
 
 def _scrub_report(report: pytest.TestReport, scrubber: Scrubber) -> None:

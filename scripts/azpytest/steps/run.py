@@ -27,7 +27,7 @@ from typing import TextIO, cast
 
 from azpytest import errors, maskchannel, processes
 from azpytest.github import Workflow
-from azpytest.masking import write_tokens
+from azpytest.masking import Scrubber, write_tokens
 from azpytest.report.junit import EMPTY_SHARD, NOTHING_TO_RERUN, failed_node_ids, write_empty
 from azpytest.rundir import AZ_CONFIG, ENV_VARIABLE, GroupRecord, RunDir
 from azpytest.settings import InputError, Settings
@@ -142,6 +142,7 @@ def run(settings: Settings, workflow: Workflow) -> int:
             relay,
         )
         elapsed = time.monotonic() - started
+    _scrub_in_place(env, [junit, durations, settings.rundir.audit])
     workflow.set_output("junit-path", str(junit))
     for line in _how_it_ended("pytest", ended, signal.SIGINT):
         print(line, flush=True)
@@ -264,6 +265,23 @@ def _with_mask_channel(
         maskchannel.serving(lambda value, encoded: relayed.mask(value, encoded=encoded))
     )
     return relay, relayed, {**env, maskchannel.ENV_VARIABLE: path}
+
+
+def _scrub_in_place(env: dict[str, str], paths: list[Path]) -> None:
+    """pytest's files, scrubbed before any step uploads them, of the tokens masked while it
+    ran (the broker's among them: the test process may not have known them) and the
+    prepared values."""
+    scrubber = Scrubber.from_environment(env)
+    if not scrubber:
+        return
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        clean = scrubber.data(data)
+        if clean != data:
+            path.write_bytes(clean)
 
 
 class _RelayText(io.TextIOBase):
