@@ -43,8 +43,8 @@ lint: bootstrap
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/actionlint .github/workflows/*.yml workflows/*.yml
-	$(BIN)/zizmor --offline --quiet --config .github/zizmor.yml action.yml .github/workflows/*.yml workflows/*.yml
-	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml
+	$(BIN)/zizmor --offline --quiet --config .github/zizmor.yml action.yml prepare/action.yml cleanup/action.yml .github/workflows/*.yml workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml prepare/action.yml cleanup/action.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml workflows/*.yml
 
 demo: bootstrap

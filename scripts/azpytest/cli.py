@@ -196,11 +196,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _step(args: argparse.Namespace) -> int:
+    workflow = Workflow(os.environ)
+    try:
+        return _step_with(args, workflow)
+    finally:
+        workflow.finish()
+
+
+def _step_with(args: argparse.Namespace, workflow: Workflow) -> int:
     from azpytest import settings
     from azpytest.steps import cleanup, prepare
     from azpytest.steps import run as runner
 
-    workflow = Workflow(os.environ)
     try:
         if args.command == "cleanup":
             flags = _flags(args)

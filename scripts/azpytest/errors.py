@@ -1038,3 +1038,66 @@ def no_test_ran(files: int) -> str:
         "green; fix the tests/markers inputs, or set allow-no-tests: true if an empty run is "
         "expected."
     )
+
+
+def module_not_installed(module: str) -> str:
+    return (
+        f"`{module}` is not installed where pytest ran: install the tests' packages into the "
+        "job's Python in an earlier step (actions/setup-python, then pip install -r "
+        "requirements-test.txt; azpytest's environment sees them), or name them in the "
+        "action's `requirements` input."
+    )
+
+
+# ---------------------------------------------------------------------------- dbt (issue 18)
+
+
+def dbt_variable_unset(
+    profile: str, variable: str, connection: str | None, field: str | None, secret: str | None
+) -> str:
+    """A variable the written dbt profile reads is unset: dbt would send its literal text."""
+    if field == "token":
+        holds = f"the Entra access token of connection {connection!r}"
+        how = (
+            "run dbt as `azpytest exec -- dbt ...` (it fetches a fresh token for each run) "
+            "or through the dbt fixture"
+        )
+    else:
+        source = f" (Key Vault secret {secret!r})" if secret else ""
+        holds = f"the {field} of connection {connection!r}{source}" if field else "a value"
+        how = (
+            "run dbt in a step after `azpytest prepare` with the profiles input (it exports "
+            "the variable), or outside Actions through `azpytest exec -- dbt ...`"
+        )
+    return f"{profile} reads {variable}, which is not set: it holds {holds}; {how}"
+
+
+def profiles_secret_not_found(
+    diagnosis: Diagnosis, *, vault: str, secret: str, where: str
+) -> Diagnosis:
+    """`secret_not_found` of a secret that the profiles input names (at `where`)."""
+    close = diagnosis.cause.partition("deleted.")[2]  # " Close names that exist: ...", or ""
+    return Diagnosis(
+        kind="profiles-secret-not-found",
+        what=f"Key Vault {vault} has no secret named {secret!r} (profiles: {where}).",
+        cause=f"the name in the profiles input is misspelt, or the secret was deleted.{close}",
+        fix=(
+            f"Correct `{where}: {{secret: ...}}` in `profiles`, or create it: `az keyvault "
+            f"secret set --vault-name {vault} --name {secret} --file <value-file>`."
+        ),
+    )
+
+
+def secret_whitespace(secret: str, env: str) -> str:
+    return (
+        f"Key Vault secret {secret!r} ({env}) has whitespace at its ends (a trailing newline?), "
+        "kept as it is: a host name or password with it fails; remove it in Key Vault "
+        "(`az keyvault secret set --value`) or set strip-secret-whitespace: true"
+    )
+
+
+def secret_whitespace_stripped(secret: str, env: str) -> str:
+    return (
+        f"azpytest: Key Vault secret {secret!r} ({env}): whitespace at its ends removed "
+        "(strip-secret-whitespace)"
+    )

@@ -27,8 +27,12 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+WARNINGS_SHOWN = 10  # warning annotations GitHub shows per step; the rest it drops silently
+
+
 class Workflow:
-    """One step's view of the runner. Construct it once, at the entry point."""
+    """One step's view of the runner. Construct it once, at the entry point; `finish()` at
+    its end."""
 
     def __init__(self, environ: Mapping[str, str], out: TextIO | None = None) -> None:
         self.environ = environ
@@ -36,6 +40,19 @@ class Workflow:
         self.in_actions = environ.get("GITHUB_ACTIONS") == "true"
         self.masked: set[str] = set()
         self.exported: dict[str, str] = {}
+        self.warnings = 0  # warnings this step gave, annotated or not
+
+    def finish(self) -> None:
+        """The step's last word: how many warnings went to the log only (past GitHub's cap)."""
+        if self.warnings >= WARNINGS_SHOWN:
+            shown = WARNINGS_SHOWN - 1
+            self.annotate(
+                "warning",
+                f"{self.warnings} warnings in all: the first {shown} are annotations, the other "
+                f"{self.warnings - shown} are in this step's log (lines 'azpytest: warning:'); "
+                f"GitHub shows {WARNINGS_SHOWN} warning annotations per step.",
+                title="azpytest: more warnings in the log",
+            )
 
     # ------------------------------------------------------------------ workflow commands
 
@@ -102,7 +119,15 @@ class Workflow:
         file: str | None = None,
         line: int | None = None,
     ) -> None:
-        self.annotate("warning", message, title=title, file=file, line=line)
+        """An annotation for the first warnings, a log line for those past GitHub's cap (one
+        annotation left for `finish()` to count them)."""
+        self.warnings += 1
+        if self.warnings < WARNINGS_SHOWN:
+            self.annotate("warning", message, title=title, file=file, line=line)
+            return
+        where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
+        label = f"{title}: " if title else ""
+        print(f"azpytest: warning: {where}{label}{message}", file=self.out, flush=True)
 
     def notice(
         self,

@@ -176,6 +176,13 @@ INPUTS: tuple[Input, ...] = (
         kind="yaml",
     ),
     Input(
+        "strip-secret-whitespace",
+        "remove whitespace (a trailing newline) at the ends of Key Vault values",
+        IDENTITY,
+        kind="bool",
+        steps=("prepare",),
+    ),
+    Input(
         "run-dir",
         "folder for this run's files (default $RUNNER_TEMP/azpytest/<run>)",
         IDENTITY,

@@ -89,6 +89,8 @@ class Settings:
     # link to the newest one, which run, exec and cleanup follow.
     fresh_run_dir: Path | None = None
     latest_link: Path | None = None
+    strip_secret_whitespace: bool = False  # Key Vault values lose whitespace at their ends
+    dbt_project: Path | None = None  # the dbt project whose profile: the profiles input matched
 
     @property
     def use_broker(self) -> bool:
@@ -245,6 +247,8 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
             "DefaultAzureCredential will pick the identity"
         )
     profiles_spec = _profiles(get("profiles"), key_vault)
+    run_options = _run_options(get, source.env)
+    dbt_project = _dbt_project(get("dbt-project"), run_options.working_directory, profiles_spec)
     return Settings(
         tenant_id=tenant_id,
         client_id=client_id.lower() if client_id else None,
@@ -263,9 +267,11 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
         env_file=source.env_file,
         debug=get("debug") == "true",
         profiles=profiles_spec,
-        run=_run_options(get, source.env),
+        run=run_options,
         notes=tuple(dict.fromkeys(source.notes)),
         timeout=float(get("timeout") or 40),
+        strip_secret_whitespace=get("strip-secret-whitespace") == "true",
+        dbt_project=dbt_project,
     )
 
 
@@ -321,6 +327,28 @@ def _profiles(text: str | None, key_vault: str | None) -> ProfilesSpec | None:
     if spec.required_secrets() and key_vault is None:
         raise InputError("profiles", "a field reads a Key Vault secret: set key-vault too")
     return spec
+
+
+def _dbt_project(
+    given: str | None, working_directory: Path | None, spec: ProfilesSpec | None
+) -> Path | None:
+    """The dbt project the profiles input's dbt section serves, when it is known: the
+    dbt-project input (relative to working-directory), else working-directory or the current
+    folder when it holds a dbt_project.yml. Its `profile:` must be the one written."""
+    if spec is None or spec.dbt is None:
+        return None
+    from azpytest import profiles
+
+    base = working_directory or Path.cwd()
+    folder = base / given if given else base
+    if not (folder / profiles.DBT_PROJECT_FILE).is_file():
+        if given:
+            raise InputError(
+                "dbt-project", f"{folder} has no {profiles.DBT_PROJECT_FILE}: give the dbt project"
+            )
+        return None
+    profiles.check_project(spec, folder)  # raises InputError("profiles", ...)
+    return folder
 
 
 def load_run_dir(flags: Mapping[str, Any], environ: Mapping[str, str]) -> RunDir:

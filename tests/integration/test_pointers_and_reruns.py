@@ -116,6 +116,7 @@ def test_a_collection_error_points_at_its_file_and_reruns(
     assert errors[0].startswith(
         "::error file=services/inventory/tests/test_broken.py,line=1,title=tests/test_broken.py::"
     )
+    assert "`not_installed_anywhere` is not installed where pytest ran: install" in errors[0]
     assert report.outputs["failed-tests"] == "tests/test_broken.py"
 
     rerun = actions_step(

@@ -117,6 +117,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return _report(args, environ, workflow)
     except InputError as exc:
         return errors.bad_input("report", exc, workflow)
+    finally:
+        workflow.finish()
 
 
 def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Workflow) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from azpytest import errors
 from azpytest.report.junit import (
     LOCATION,
     MARKERS,
@@ -41,6 +42,7 @@ _FRAME = re.compile(
     r'|\s+File "(?P<npath>[^"\n]+\.py)", line (?P<nline>\d+))',
     re.M,
 )
+_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]{1,200})'")
 _EXPLANATION = re.compile(r"^E([ \t].*)?$", re.M)  # pytest's `E   ` lines
 
 
@@ -332,7 +334,9 @@ class Reader:
         if line is None and element.get("line", "").isdigit():
             line = int(element.get("line", "0")) + 1  # pytest writes it 0-based
         scrub = self.scrub
+        missing = _MISSING_MODULE.search(text)
         return Failure(
+            notes=[errors.module_not_installed(missing.group(1))] if missing else [],
             node_id=scrub(node_id),
             kind=kind,
             file=scrub(file) if file else None,

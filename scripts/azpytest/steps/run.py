@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TextIO, cast
 
 from azpytest import errors, maskchannel, processes
+from azpytest.dbt import ProfileVariableMissing
 from azpytest.github import Workflow
 from azpytest.masking import Scrubber, write_tokens
 from azpytest.report.junit import EMPTY_SHARD, NOTHING_TO_RERUN, failed_node_ids, write_empty
@@ -232,7 +233,7 @@ def _how_it_ended(what: str, ended: processes.Outcome, interrupt: int | None) ->
     elif ended.leftovers:
         lines.append(
             f"azpytest: ended {ended.leftovers} process(es) still running in {what}'s process "
-            "group after it exited (started by the tests)"
+            f"group after it exited (started by {'the tests' if what == 'pytest' else 'it'})"
         )
     return lines
 
@@ -384,6 +385,33 @@ def _with_az(settings: Settings, env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _dbt_profile_env(command: list[str], env: dict[str, str]) -> dict[str, str]:
+    """The variables the prepared dbt profile reads that `env` lacks: an Entra target's token,
+    fresh for this command. A missing other variable stops a `dbt` command before it starts
+    (ProfileVariableMissing); any other command runs without the token then."""
+    folder = env.get("DBT_PROFILES_DIR")
+    if not folder:
+        return {}
+    from azpytest.dbt import profile_environment
+
+    try:
+        added = profile_environment(Path(folder), env)
+    except ProfileVariableMissing:
+        if Path(command[0]).name in ("dbt", "dbt.exe"):
+            raise
+        return {}
+    for name, value in added.items():
+        if name.endswith("_EXPIRES_ON"):
+            until = time.strftime("%H:%M:%S UTC", time.gmtime(int(value)))
+            token = name.removesuffix("_EXPIRES_ON")
+            print(
+                f"azpytest: dbt: {token} holds a fresh Entra token for the profile in {folder} "
+                f"(valid until {until}); dbt logins after that fail",
+                flush=True,
+            )
+    return added
+
+
 def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> int:
     """`azpytest exec -- COMMAND`: any command with the token broker (unless broker: false)
     and the prepared environment; its exit code, 128 + N when signal N ended it."""
@@ -391,6 +419,12 @@ def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> 
         raise InputError("COMMAND", "give the command to run after --: azpytest exec -- CMD ...")
     settings = settings.claim_run_dir(new=False)
     env = {**os.environ, **_local_env(settings), ENV_VARIABLE: str(settings.run_dir)}
+    try:
+        env.update(_dbt_profile_env(command, env))
+    except errors.Diagnosis as diagnosis:
+        return errors.die(diagnosis, workflow, "exec")
+    except ProfileVariableMissing as exc:
+        return errors.bad_input("exec", exc, workflow)
     env = _with_kubelogin(settings, env)
     with contextlib.ExitStack() as stack:
         if settings.run.broker is not False:  # the reason to use exec: on unless turned off
