@@ -22,10 +22,13 @@ from azpytest_sandbox import Sandbox
 Step = Callable[..., Any]
 FRAGMENT = 8  # masking.MIN_FRAGMENT: no stretch this long of a token may show
 SUITE = """
+    import os
     import sys
 
     def test_prints_its_token(azure_token):
         token = azure_token("https://vault.azure.net/.default")
+        with open(os.environ["MASK_TEST_TOKEN"], "w") as kept:  # for the test to search
+            kept.write(token)
         sys.stdout.write("a line the token follows: ")  # unfinished: the mask must not join it
         sys.stdout.flush()
         print("token=" + token)
@@ -76,19 +79,28 @@ def entra_tokens(masks: list[str]) -> list[str]:
     return [m for m in masks if m.startswith("eyJ")]
 
 
-@pytest.mark.parametrize("capture", ["fd", "no"], ids=["fd-capture", "dash-s"])
+@pytest.mark.parametrize(
+    "capture",
+    ["--capture=fd", "--capture=no", "--numprocesses=2"],
+    ids=["fd-capture", "dash-s", "xdist-workers"],
+)
 def test_a_fixture_token_is_masked_before_any_later_output(
     tmp_path: Path, sandbox: Sandbox, actions_step: Step, capture: str
 ) -> None:
-    root = suite(tmp_path, ini=f"addopts = --capture={capture}\n")
-    result = actions_step(sandbox, "run", env={"AZPYTEST_WORKING_DIRECTORY": str(root)})
+    root = suite(tmp_path, ini=f"addopts = {capture}\n")
+    kept = tmp_path / "token"
+    result = actions_step(
+        sandbox,
+        "run",
+        env={"AZPYTEST_WORKING_DIRECTORY": str(root), "MASK_TEST_TOKEN": str(kept)},
+    )
     assert result.returncode == 1, result.stdout[-4000:]
     shown, masks = runner_log(result.stdout)
     tokens = entra_tokens(masks)
-    assert tokens, result.stdout[-4000:]
+    assert kept.read_text() in tokens  # the fixture's token was masked
     # Every mask starts a line of its own: none is glued to the unfinished line.
     assert not [line for line in result.stdout.splitlines() if "::add-mask::" in line[1:]]
-    if capture == "no":  # the test's own print reached the log, after its mask
+    if capture == "--capture=no":  # the test's own print reached the log, after its mask
         assert "a line the token follows: " in result.stdout
         assert [line for line in shown if line.endswith("token=***")], shown
     assert leaks(shown, masks) == [], [s for s in shown if leaks([s], masks)]
