@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from azpytest.github import read_file_commands
+from azpytest.rundir import TOKENS
 from azpytest_sandbox import Sandbox, build_scenario
 
 pytest_plugins = ["pytester"]
@@ -88,8 +89,10 @@ class StepResult:
         ]
 
     def written(self) -> str:
-        """Every byte the step wrote that a user or artifact could see, masks excepted."""
-        files = [p for p in self.runner_temp.rglob("*") if p.is_file()]
+        """Every byte the step wrote that a user or artifact could see, masks excepted, all
+        but `run`'s record of the tokens it masked (0600, for the report step's scrubber;
+        cleanup deletes it)."""
+        files = [p for p in self.runner_temp.rglob("*") if p.is_file() and p.name != TOKENS]
         shown = [line for line in self.stdout.splitlines() if not line.startswith("::add-mask::")]
         return "\n".join(
             [*shown, self.stderr, self.summary, *(p.read_text(errors="replace") for p in files)]

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TextIO
 
+from azpytest import maskchannel
 from azpytest.masking import mask_forms
 
 
@@ -66,8 +67,18 @@ class Workflow:
         self.out.flush()
 
     def mask(self, value: str, *, encoded: bool = False) -> None:
-        """Hide `value` in the job log before anything can print it."""
-        for form in mask_forms(value, encoded=encoded):
+        """Hide `value` in the job log before anything can print it. Under `azpytest run`
+        (the test process, its xdist workers, what they start), `run` writes the commands
+        for us through the mask channel, out of pytest's capture, and has when this returns."""
+        maskchannel.masked(value)
+        forms = [form for form in mask_forms(value, encoded=encoded) if form not in self.masked]
+        if not forms:
+            return
+        channel = self.environ.get(maskchannel.ENV_VARIABLE)
+        if channel and maskchannel.send(channel, value, encoded=encoded):
+            self.masked.update(forms)
+            return
+        for form in forms:
             if form in self.masked:
                 continue
             self.masked.add(form)

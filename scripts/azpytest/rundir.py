@@ -30,6 +30,7 @@ JUNIT = "junit.xml"
 ARTIFACTS = "artifacts"
 BIN = "bin"  # the kubelogin stand-in, first on the tests' PATH
 AZ_CONFIG = "az"  # the az CLI's private config folder (it holds tokens)
+TOKENS = "tokens.json"  # the tokens `run` masked, for the report step's scrubber
 ENV_VARIABLE = "AZPYTEST_RUN_DIR"  # how later steps and the test process find the folder
 _MARKER_TEXT = "This folder was made by azpytest; `azpytest cleanup` deletes its credentials.\n"
 
@@ -113,6 +114,10 @@ class RunDir:
     @property
     def connections(self) -> Path:
         return self.path / CONNECTIONS
+
+    @property
+    def tokens(self) -> Path:
+        return self.path / TOKENS
 
     @property
     def junit(self) -> Path:

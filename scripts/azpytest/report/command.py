@@ -27,7 +27,7 @@ from azpytest import errors
 from azpytest.artifacts import Withheld, scrub_folder
 from azpytest.github import Workflow
 from azpytest.inputs import InputError, flag_of, from_environment, non_negative_int
-from azpytest.masking import Scrubber
+from azpytest.masking import Scrubber, scrub_shapes
 from azpytest.report.junit import EMPTY_SHARD, NOTHING_TO_RERUN
 from azpytest.report.merge import write_merged
 from azpytest.report.model import Reader, Report, display_names
@@ -151,7 +151,11 @@ def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Work
         withheld.removed += found.removed
     if withheld:
         workflow.notice(withheld.notice(), title=errors.REPORT_TITLE)
-    scrub: Callable[[str], str] = scrubber.text if scrubber else _same
+    # What the masked values and tokens are not enough for (the merge job knows none):
+    # tokens and keys known by their shape (masking.scrub_shapes), in every text written.
+    scrub: Callable[[str], str] = (
+        (lambda text: scrub_shapes(scrubber.text(text))) if scrubber else scrub_shapes
+    )
     keep = max(TABLE_ROWS, args.max_annotations)
     reader = Reader(root.resolve(), keep, scrub, tests_root)
     shown = display_names([path for path, _ in inputs], root.resolve())
@@ -165,7 +169,7 @@ def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Work
                 report.shards,
                 [label for _, label in inputs],
                 merge,
-                scrubber.text if scrubber else None,
+                scrub,
             )
         except OSError as exc:
             raise InputError("--merge", f"cannot write {merge} ({exc.strerror})") from None
@@ -261,10 +265,6 @@ def _artifact_folders(junit_files: Sequence[Path], environ: Mapping[str, str]) -
     if setting:
         folders.append(Path(os.path.abspath(setting)))
     return list(dict.fromkeys(folders))
-
-
-def _same(text: str) -> str:
-    return text
 
 
 def _outputs(report: Report, workflow: Workflow, junit_paths: Sequence[Path], first: Path) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import logging
 import shlex
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +43,7 @@ def run(settings: Settings, workflow: Workflow) -> int:
         settings = dataclasses.replace(settings, secrets=settings.secrets + extra)
     kubeconfig: Path | None = None
     try:
-        fetched: list[keyvault.FetchedSecret] = []
-        if settings.key_vault:
-            audit = keyvault.AuditLog(run_dir.audit)
-            fetched = keyvault.fetch(settings, who, audit)
-        elif not settings.aks_cluster:
-            # Nothing to read: still prove the login works now, not in the middle of the tests.
-            who.get_token(settings.cloud.arm_scope)
-        if settings.aks_cluster:
-            from azpytest import kube
-
-            kubeconfig = kube.write_kubeconfig(settings, who, workflow)
+        fetched, kubeconfig = _read(settings, who, workflow)
     except errors.Diagnosis as diagnosis:
         return errors.die(_named_in_profiles(diagnosis, settings, extra), workflow, "prepare")
     finally:
@@ -118,6 +109,27 @@ def run(settings: Settings, workflow: Workflow) -> int:
         )
     print(f"azpytest: prepared: {prepared}", flush=True)
     return 0
+
+
+def _read(
+    settings: Settings, who: identity.Identity, workflow: Workflow
+) -> tuple[list[keyvault.FetchedSecret], Path | None]:
+    """Key Vault's secrets and the cluster's kubeconfig, the two read side by side (ARM's
+    round trips overlap Key Vault's). Key Vault's diagnosis first when both fail."""
+    if not settings.key_vault and not settings.aks_cluster:
+        # Nothing to read: still prove the login works now, not in the middle of the tests.
+        who.get_token(settings.cloud.arm_scope)
+        return [], None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="arm") as side:
+        cluster: Future[Path] | None = None
+        if settings.aks_cluster:
+            from azpytest import kube
+
+            cluster = side.submit(kube.write_kubeconfig, settings, who, workflow)
+        fetched: list[keyvault.FetchedSecret] = []
+        if settings.key_vault:
+            fetched = keyvault.fetch(settings, who, keyvault.AuditLog(settings.rundir.audit))
+        return fetched, cluster.result() if cluster is not None else None
 
 
 def _ends(

@@ -13,18 +13,22 @@ step, and `cleanup` ends what a SIGKILL of ours left running.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import TextIO, cast
 
-from azpytest import errors, processes
+from azpytest import errors, maskchannel, processes
 from azpytest.dbt import ProfileVariableMissing
 from azpytest.github import Workflow
+from azpytest.masking import Scrubber, write_tokens
 from azpytest.report.junit import EMPTY_SHARD, NOTHING_TO_RERUN, failed_node_ids, write_empty
 from azpytest.rundir import AZ_CONFIG, ENV_VARIABLE, GroupRecord, RunDir
 from azpytest.settings import InputError, Settings
@@ -132,13 +136,21 @@ def run(settings: Settings, workflow: Workflow) -> int:
         print(" ".join(shlex.quote(part) for part in command), flush=True)
     env = _with_kubelogin(settings, env)
     with contextlib.ExitStack() as stack:
+        relay, relayed, env = _with_mask_channel(stack, settings, workflow, env)
         if settings.use_broker:
-            env = _with_broker(stack, settings, workflow, env, "pytest")
+            env = _with_broker(stack, settings, relayed, env, "pytest")
         started = time.monotonic()
         ended = _run_recorded(
-            "pytest", command, env, options.working_directory, settings.rundir, signal.SIGINT
+            "pytest",
+            command,
+            env,
+            options.working_directory,
+            settings.rundir,
+            signal.SIGINT,
+            relay,
         )
         elapsed = time.monotonic() - started
+    _scrub_in_place(env, [junit, durations, settings.rundir.audit])
     workflow.set_output("junit-path", str(junit))
     for line in _how_it_ended("pytest", ended, signal.SIGINT):
         print(line, flush=True)
@@ -192,6 +204,7 @@ def _run_recorded(
     cwd: Path | None,
     run_dir: RunDir | None,
     interrupt: int | None,
+    relay: processes.LineRelay | None = None,
 ) -> processes.Outcome:
     """`processes.run_group`, the group recorded in `run_dir` while it runs (for `cleanup`,
     should we be SIGKILLed) and forgotten once nothing of it is left."""
@@ -203,7 +216,9 @@ def _run_recorded(
             run_dir.record_group(GroupRecord(group.pgid, group.started, what))
 
     try:
-        return processes.run_group(command, env, cwd, interrupt=interrupt, on_start=record)
+        return processes.run_group(
+            command, env, cwd, interrupt=interrupt, on_start=record, relay=relay
+        )
     finally:
         if run_dir is not None:
             for group in groups:
@@ -228,6 +243,68 @@ def _how_it_ended(what: str, ended: processes.Outcome, interrupt: int | None) ->
             f"group after it exited (started by {'the tests' if what == 'pytest' else 'it'})"
         )
     return lines
+
+
+def _with_mask_channel(
+    stack: contextlib.ExitStack, settings: Settings, workflow: Workflow, env: dict[str, str]
+) -> tuple[processes.LineRelay | None, Workflow, dict[str, str]]:
+    """The mask channel for the rest of `stack` (see `maskchannel`): pytest's output relayed
+    through us, each mask that the test process (or anything it starts) sends, and each that
+    this process makes (the broker's tokens), written on a line of its own in order with it.
+    Every token masked here is recorded (0600) for the report step's scrubber. The relay, a
+    Workflow that writes through it, and the command's environment."""
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:  # stdout is not a file (run called in-process): nothing to order
+        return None, workflow, env
+    sys.stdout.flush()
+    relay = processes.LineRelay(out)
+    relayed = Workflow(workflow.environ, out=cast(TextIO, _RelayText(relay)))
+    tokens: set[str] = set()
+    guard = threading.Lock()
+
+    def record(value: str) -> None:
+        with guard:
+            if value not in tokens:
+                tokens.add(value)
+                write_tokens(settings.rundir, tokens)
+
+    maskchannel.on_mask(record)
+    path = stack.enter_context(
+        maskchannel.serving(lambda value, encoded: relayed.mask(value, encoded=encoded))
+    )
+    return relay, relayed, {**env, maskchannel.ENV_VARIABLE: path}
+
+
+def _scrub_in_place(env: dict[str, str], paths: list[Path]) -> None:
+    """pytest's files, scrubbed before any step uploads them, of the tokens masked while it
+    ran (the broker's among them: the test process may not have known them) and the
+    prepared values."""
+    scrubber = Scrubber.from_environment(env)
+    if not scrubber:
+        return
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        clean = scrubber.data(data)
+        if clean != data:
+            path.write_bytes(clean)
+
+
+class _RelayText(io.TextIOBase):
+    """Our own text output while pytest's is relayed: workflow commands on lines of their
+    own, in order with pytest's output."""
+
+    def __init__(self, relay: processes.LineRelay) -> None:
+        self._relay = relay
+
+    def write(self, text: str) -> int:
+        if text.startswith("::"):
+            self._relay.line(text)
+        else:
+            self._relay.write(text.encode("utf-8"))
+        return len(text)
 
 
 def _with_kubelogin(settings: Settings, env: dict[str, str]) -> dict[str, str]:
