@@ -38,7 +38,7 @@ EXEC_API_VERSIONS = (EXEC_V1, EXEC_V1BETA1)
 
 # The broker's endpoint, set by `broker.child_env` beside IDENTITY_ENDPOINT: an
 # IDENTITY_ENDPOINT that is not the job's broker (App Service's own) is never asked.
-BROKER_VARIABLE = "AZPYTEST_BROKER"
+BROKER_VARIABLE = "AZPYTEST_BROKER_ENDPOINT"  # not AZPYTEST_BROKER: the broker input
 # The App Service managed-identity protocol the broker speaks.
 BROKER_API_VERSION = "2019-08-01"
 BROKER_HEADER = "X-IDENTITY-HEADER"

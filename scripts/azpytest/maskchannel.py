@@ -19,9 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,6 +89,9 @@ def serving(mask: Callable[[str, bool], object]) -> Iterator[str]:
     """Listen for masks for the lifetime of the block, calling `mask(value, encoded)` for
     each before answering; yields the socket's path (for ENV_VARIABLE). Only this user can
     reach it (its folder is 0700); the folder is removed at the end."""
+    import shutil  # here: kubectl's exec plugin imports this module at every start
+    import tempfile
+
     folder = Path(tempfile.mkdtemp(prefix="azpytest-masks-"))  # 0700, a short path
     path = folder / SOCKET_NAME
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -360,6 +360,11 @@ def test_kubectl_three_times():
         assert "namespace/kube-system" in kubectl("get", "ns", "-o", "name").splitlines()
 
 
+def test_azpytest_fixtures_read_their_inputs_beside_the_broker_variables(azure_token):
+    # The broker's endpoint for kube-token is no input's variable (AZPYTEST_BROKER is one).
+    assert azure_token("https://vault.azure.net/.default")
+
+
 def test_the_plugin_imports_no_azure_sdk_to_ask_the_broker():
     user = yaml.safe_load(open(os.environ["KUBECONFIG"]))["users"][0]["user"]["exec"]
     env = {**os.environ, **{e["name"]: e["value"] for e in user["env"]}}
@@ -367,7 +372,10 @@ def test_the_plugin_imports_no_azure_sdk_to_ask_the_broker():
         [user["command"], "-X", "importtime", *user["args"]],
         env=env, capture_output=True, text=True, timeout=90, check=True,
     )
-    assert json.loads(answer.stdout)["kind"] == "ExecCredential"
+    credential = json.loads(answer.stdout)
+    assert credential["kind"] == "ExecCredential"
+    with open(os.environ["TOKEN_OUT"], "w") as out:  # for the test that ran this suite
+        out.write(credential["status"]["token"])
     imported = {line.rsplit("|", 1)[1].strip() for line in answer.stderr.splitlines()
                 if line.startswith("import time:")}
     heavy = ("azure", "msal", "requests", "urllib3", "yaml", "kubernetes", "ssl", "http")
@@ -385,17 +393,24 @@ def test_under_run_kubectl_asks_the_broker_and_writes_no_cache(
         **prepared.result.env_file,
         "AZPYTEST_WORKING_DIRECTORY": str(project),
         "HOME": str(prepared.home),
+        "TOKEN_OUT": str(tmp_path / "token"),
     }
 
     result = actions_step(sandbox, "run", env=env)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 passed" in result.stdout
+    assert "3 passed" in result.stdout
     assert prepared.caches() == []
     audit = [
         json.loads(line) for line in (prepared.run_dir / "audit.jsonl").read_text().splitlines()
     ]
     served = Counter((e["resource"], e["outcome"]) for e in audit if e.get("source") == "broker")
-    assert served == {(AKS_SERVER_APP, "fresh"): 1, (AKS_SERVER_APP, "cached"): 3}
-    assert prepared.entra_requests() == 1
+    assert served[(AKS_SERVER_APP, "fresh")] == 1
+    assert served[(AKS_SERVER_APP, "cached")] == 3
+    assert sum(served.values()) == 4 + served[("https://vault.azure.net", "fresh")]
+    assert prepared.entra_requests() == 2  # the AKS server app's token and the vault's
     assert kube_callers(sandbox) == {(200, CLIENT)}
+    # The token the plugin handed out was masked (through run's mask channel) before the
+    # test process printed anything after it.
+    token = (tmp_path / "token").read_text()
+    assert f"::add-mask::{token}" in result.stdout.splitlines()
