@@ -47,6 +47,9 @@ BROKER_HEADER = "X-IDENTITY-HEADER"
 BROKER_CONNECT_S = 2.0
 BROKER_READ_S = 45.0
 
+# maskchannel.ENV_VARIABLE (a unit test keeps them equal): `run`'s channel to the job log.
+MASK_CHANNEL_VARIABLE = "AZPYTEST_MASK_SOCKET"
+
 CACHE_PREFIX = "kube-token-"  # + a digest of the inputs + ".json", in the run folder
 # Renew a cached token when less than this is left, or 10 % of its life if that is more, but
 # never later than half its life (the broker's rule).
@@ -106,9 +109,12 @@ def print_credential(api_version: str, token: str, expires_on: int) -> None:
 
 
 def seen(token: str) -> None:
-    """A token this process hands out is masked as the full command masks it (under kubectl
-    no workflow command may reach stdout, so the Workflow gets the runner's environment minus
-    GITHUB_ACTIONS)."""
+    """A token this process hands out is masked as the full command masks it: under `run`
+    through its mask channel, which writes the `::add-mask::` lines to the job log. Without
+    the channel a mask here reaches nothing (under kubectl no workflow command may be written:
+    stdout is kubectl's), so the masking modules are not even imported then."""
+    if not os.environ.get(MASK_CHANNEL_VARIABLE):
+        return
     from azpytest.github import Workflow
 
     Workflow({**os.environ, "GITHUB_ACTIONS": ""}, out=sys.stderr).mask(token)

@@ -206,3 +206,9 @@ def test_the_fast_path_keys_its_cache_on_the_inputs_kube_token_reads() -> None:
         assert variables == BY_NAME[name].variables, name
     # debug and timeout change how the full command works, not whose token it gets.
     assert set(kubetoken.TOKEN_INPUTS) == kube._TOKEN_INPUTS - {"debug", "timeout"}
+
+
+def test_the_fast_path_knows_the_mask_channel_by_its_variable() -> None:
+    from azpytest import maskchannel
+
+    assert kubetoken.MASK_CHANNEL_VARIABLE == maskchannel.ENV_VARIABLE
