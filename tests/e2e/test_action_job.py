@@ -17,6 +17,7 @@ Act = Callable[..., ActRun]
 World = Callable[..., dict[str, Any]]
 
 RUN_DIR = ("azpytest", "1-1-integration")  # $RUNNER_TEMP/azpytest/<run id>-<attempt>-<job>
+AKS_SERVER_APP = "6dae42f8-4368-4678-94ff-3960e28e3630"  # the AKS Entra server app's id
 SHOP_SECRETS = sorted(["api-key", "pg-host", "pg-port", "pg-database", "pg-user", "pg-password"])
 GREEN = {
     "tests/test_cluster.py::test_configmap_round_trip": "passed",
@@ -102,9 +103,12 @@ def test_green_run(act: Act, shop_world: World) -> None:
         "prepared.json",
     ]
     audit = [json.loads(line) for line in (run_dir / "audit.jsonl").read_text().splitlines()]
-    assert sorted((a["vault"], a["secret"], a["outcome"]) for a in audit) == [
+    brokered = [a for a in audit if a.get("source") == "broker"]
+    assert sorted((a["vault"], a["secret"], a["outcome"]) for a in audit if a not in brokered) == [
         ("kv-shop", name, "read") for name in SHOP_SECRETS
     ]
+    # kubectl's tokens came from the job's broker (kube-token's fast path), for AKS alone.
+    assert brokered and {a["resource"] for a in brokered} == {AKS_SERVER_APP}
 
     # upload: failure (the default) uploads nothing for a green run.
     assert run.uploaded() == {}
