@@ -195,7 +195,7 @@ def action_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
         CHECKOUT,
         target,
         ignore=shutil.ignore_patterns(
-            ".git", ".venv", "*_cache", "__pycache__", "*.pyc", "build", "dist", "tests"
+            ".git", ".venv", ".azcli", "*_cache", "__pycache__", "*.pyc", "build", "dist", "tests"
         ),
     )
     return target
