@@ -187,11 +187,13 @@ def run_forwarding(
     env: dict[str, str],
     cwd: Path | None = None,
     run_dir: RunDir | None = None,
+    relay: processes.LineRelay | None = None,
 ) -> int:
-    """Run in a process group of its own with the output going straight to ours (live),
-    SIGINT/SIGTERM passed on to the group (`processes.run_group`); its exit code."""
+    """Run in a process group of its own with the output going straight to ours (live; with
+    `relay`, through it), SIGINT/SIGTERM passed on to the group (`processes.run_group`); its
+    exit code."""
     what = Path(command[0]).name
-    ended = _run_recorded(what, command, env, cwd, run_dir, None)
+    ended = _run_recorded(what, command, env, cwd, run_dir, None, relay)
     for line in _how_it_ended(what, ended, None):
         print(line, flush=True)
     return ended.code
@@ -435,12 +437,18 @@ def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> 
         return errors.bad_input("exec", exc, workflow)
     env = _with_kubelogin(settings, env)
     with contextlib.ExitStack() as stack:
+        relay: processes.LineRelay | None = None
+        if workflow.in_actions:
+            # In a job, what the command starts masks through us as under `run` (a pytest
+            # run captures its own stdout). On a laptop masks hide nothing, and the command
+            # keeps the terminal: no relay.
+            relay, workflow, env = _with_mask_channel(stack, settings, workflow, env)
         if settings.run.broker is not False:  # the reason to use exec: on unless turned off
             env = _with_broker(stack, settings, workflow, env, command[0])
         else:
             print("azpytest: broker: false; the command runs without the token broker", flush=True)
         try:
-            return run_forwarding(command, env, None, settings.rundir)
+            return run_forwarding(command, env, None, settings.rundir, relay)
         except OSError as exc:
             print(errors.cannot_run(command[0], exc.strerror), file=sys.stderr, flush=True)
             return 126 if isinstance(exc, PermissionError) else 127
