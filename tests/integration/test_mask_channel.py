@@ -168,7 +168,7 @@ def test_a_token_the_tests_az_gets_is_masked_before_they_print_it(
         timeout=300,
     )
     assert result.returncode == 1, result.stdout[-4000:]
-    assert "azpytest: az: logged in through the token broker" in result.stdout
+    assert "azpytest: az: logs in through the token broker on first use" in result.stdout
     shown, masks = runner_log(result.stdout)
     token = kept.read_text()
     assert token in entra_tokens(masks)
