@@ -1122,3 +1122,14 @@ def suite_loaded_credential_variables(names: Sequence[str]) -> str:
         "token broker, and with them DefaultAzureCredential would try another credential first "
         "(an empty AZURE_CLIENT_SECRET fails). Set broker: false to keep them."
     )
+
+
+def no_kubelet_identity(cluster: object) -> Diagnosis:
+    """ARM's managed cluster has no kubelet identity (a cluster on a service principal)."""
+    return Diagnosis(
+        kind="aks-no-kubelet-identity",
+        what=f"ARM: the AKS cluster {cluster} has no kubelet identity.",
+        cause="its properties.identityProfile.kubeletidentity is empty: the cluster runs on a "
+        "service principal, so real_aks_cluster['managed_identity_client_id'] has no value.",
+        fix="Use a cluster with a managed identity, or leave that key unused.",
+    )
