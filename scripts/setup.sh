@@ -40,6 +40,7 @@ python=$(command -v "$python")
 
 action_path="${GITHUB_ACTION_PATH:?GITHUB_ACTION_PATH is set by the runner}"
 runner_temp="${RUNNER_TEMP:?RUNNER_TEMP is set by the runner}"
+mkdir -p "$runner_temp"
 tools="${RUNNER_TOOL_CACHE:-}"
 if [ -z "$tools" ] || ! mkdir -p "$tools/azpytest-env" 2>/dev/null || [ ! -w "$tools/azpytest-env" ]; then
   tools="$runner_temp"
