@@ -18,7 +18,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import quote, quote_plus
 
-
 from azpytest.rundir import RunDir
 
 MASK = "***"

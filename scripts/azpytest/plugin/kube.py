@@ -310,6 +310,31 @@ def _named(setting_name: str, variable: str) -> str | None:
     return setting(setting_name) or os.environ.get(variable) or None
 
 
+BACKUP_PREFIX = "config.azpytest-backup-"
+
+
+def _put_back_after_a_killed_session(home: Path) -> None:
+    """A session killed before its teardown left ~/.kube/config a link and the developer's
+    file aside under the dead process's id: put that file back first."""
+    for backup in home.parent.glob(f"{BACKUP_PREFIX}*"):
+        pid = backup.name.removeprefix(BACKUP_PREFIX)
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if home.is_symlink() or not home.exists():
+            home.unlink(missing_ok=True)
+            backup.rename(home)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @pytest.fixture(scope="session")
 def ensure_kubeconfig(kubeconfig: Path) -> Iterator[Path]:
     """The prepared kubeconfig where kubectl and `kubernetes.config.load_kube_config()` look
@@ -325,7 +350,8 @@ def ensure_kubeconfig(kubeconfig: Path) -> Iterator[Path]:
         return
     home = Path.home() / ".kube" / "config"
     home.parent.mkdir(parents=True, exist_ok=True)
-    backup = home.with_name(f"config.azpytest-backup-{os.getpid()}")
+    _put_back_after_a_killed_session(home)
+    backup = home.with_name(f"{BACKUP_PREFIX}{os.getpid()}")
     kept = home.exists() or home.is_symlink()
     if kept:
         home.rename(backup)
