@@ -199,6 +199,19 @@ def pinned(action: str) -> str:
     return str(shas.pop())
 
 
+def stand_ins(here: Path) -> list[str]:
+    """act's --local-repository flags for the third-party actions that action.yml and the
+    reusable workflow pin (the stand-ins in `here`/actions)."""
+    flags = []
+    for action, folder in (
+        ("actions/upload-artifact", "upload-artifact"),
+        ("actions/download-artifact", "download-artifact"),
+        ("actions/cache", "cache"),
+    ):
+        flags += ["--local-repository", f"{action}@{pinned(action)}={here / 'actions' / folder}"]
+    return flags
+
+
 def host_env() -> dict[str, str]:
     """act's own environment: this process's, less what would leak into the jobs."""
     venv_bin = str(Path(sys.executable).parent)

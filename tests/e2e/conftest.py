@@ -69,7 +69,7 @@ from actrun import (
     TENANT,
     ActRun,
     host_env,
-    pinned,
+    stand_ins,
 )
 from psycopg import sql
 
@@ -295,14 +295,7 @@ def act(
             str(home or act_home),
             "--local-repository",
             f"org/azpytest@v1={action_release}",
-            "--local-repository",
-            f"actions/upload-artifact@{pinned('actions/upload-artifact')}="
-            f"{HERE / 'actions' / 'upload-artifact'}",
-            "--local-repository",
-            f"actions/download-artifact@{pinned('actions/download-artifact')}="
-            f"{HERE / 'actions' / 'download-artifact'}",
-            "--local-repository",
-            f"actions/cache@{pinned('actions/cache')}={HERE / 'actions' / 'cache'}",
+            *stand_ins(HERE),
         ]
         if payload is not None:
             event_file = here / "event.json"

@@ -1,7 +1,7 @@
 """Migration, end to end: `workflows/migrate-after.yml`, the copy-ready "after" workflow, run
 by act as it is (`-W` names that very file), over the compatibility suite of
 `tests/data/compat_suite/` unchanged. The job passes with the same outcome as the suite gets
-under `azpytest run` (tests/integration/test_compat_suite.py): 4 passed, the kubeconfig the
+under `azpytest run` (tests/integration/test_compat_suite.py): all passed, the kubeconfig the
 suite writes from ARM answered by azpytest's kubelogin stand-in, no secret shown, no
 credential file left.
 
@@ -37,7 +37,7 @@ from actrun import (
     ActRun,
     files_text,
     host_env,
-    pinned,
+    stand_ins,
 )
 
 from azpytest.rundir import RunDir
@@ -48,6 +48,8 @@ HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parents[1]
 WORKFLOW = CHECKOUT / "workflows" / "migrate-after.yml"
 SUITE = CHECKOUT / "tests" / "data" / "compat_suite"
+# The suite's tests (plain functions, one test each).
+TESTS = sum(p.read_text().count("\ndef test_") for p in (SUITE / "tests").glob("test_*.py"))
 ACT = Path(sys.executable).with_name("act")
 ACT_TIMEOUT = 300
 
@@ -162,9 +164,7 @@ def _act(tmp_path: Path, sandbox: Sandbox, action_release: Path, home: Path, cac
         str(cache),
         "--local-repository",
         f"org/azpytest@v1={action_release}",
-        "--local-repository",
-        f"actions/upload-artifact@{pinned('actions/upload-artifact')}="
-        f"{HERE / 'actions' / 'upload-artifact'}",
+        *stand_ins(HERE),
     ]
     for name, value in env.items():
         command += ["--env", f"{name}={value}"]
@@ -211,29 +211,30 @@ def test_after_workflow_runs_the_compat_suite_verbatim(
     sandbox = make_sandbox(migration_world())
     run = _act(tmp_path, sandbox, action_release, home, cache)
 
-    # The job passes, with the outcome of the suite under `azpytest run`: 4 passed.
+    # The job passes, with the outcome of the suite under `azpytest run`: all passed.
+    n = str(TESTS)
     assert run.returncode == 0, run.explain()
     assert run.jobs() == {"integration": "success"}, run.explain()
     log = run.lines("integration")
     # The action's outputs (the step has no id in the workflow: act numbers it, "1").
     outputs = run.step_outputs("integration", "1")
     assert {k: outputs.get(k) for k in ("total", "passed", "failed", "errors", "skipped")} == {
-        "total": "4",
-        "passed": "4",
+        "total": n,
+        "passed": n,
         "failed": "0",
         "errors": "0",
         "skipped": "0",
     }, outputs
     assert outputs["failed-tests"] == ""
-    pytest.LineMatcher(log).fnmatch_lines(["azpytest report: 4 passed in * s"])
+    pytest.LineMatcher(log).fnmatch_lines([f"azpytest report: {n} passed in * s"])
     assert [step for result, step in run.steps("integration") if result != "success"] == []
     summary = run.summary("integration")
-    assert summary.startswith("### ✅ 4 passed in "), summary
+    assert summary.startswith(f"### ✅ {n} passed in "), summary
     pytest.LineMatcher(summary.splitlines()).fnmatch_lines(
         [
             "| Passed | Failed | Errors | Skipped | xfailed | Total | Duration |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-            "| 4 | 0 | 0 | 0 | 0 | 4 | * s |",
+            f"| {n} | 0 | 0 | 0 | 0 | {n} | * s |",
         ],
         consecutive=True,
     )
