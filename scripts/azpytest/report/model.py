@@ -9,6 +9,7 @@ lines and the traceback, trimmed; every value `prepare` masked replaced by `***`
 from __future__ import annotations
 
 import heapq
+import itertools
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -153,24 +154,10 @@ class Report:
         return named, len(unique) + self.failed_past_cap
 
 
-class _Recent:
-    """The failed tests of a file seen last: at least the last TEARDOWN_WINDOW of them, at
-    most twice that (two generations of dicts, the older dropped as a whole)."""
-
-    def __init__(self) -> None:
-        self._new: dict[tuple[str, str], Failure | None] = {}
-        self._old: dict[tuple[str, str], Failure | None] = {}
-
-    def add(self, key: tuple[str, str], record: Failure | None) -> None:
-        if len(self._new) >= TEARDOWN_WINDOW:
-            self._old, self._new = self._new, {}
-        self._new[key] = record
-
-    def __contains__(self, key: tuple[str, str]) -> bool:
-        return key in self._new or key in self._old
-
-    def get(self, key: tuple[str, str]) -> Failure | None:
-        return self._new[key] if key in self._new else self._old.get(key)
+def _forget_oldest(recent: dict[tuple[str, str], Failure | None]) -> None:
+    """Keep the last TEARDOWN_WINDOW of `recent` (insertion order), dropping the rest."""
+    for key in list(itertools.islice(recent, len(recent) - TEARDOWN_WINDOW)):
+        del recent[key]
 
 
 def display_names(paths: list[Path], root: Path) -> list[str]:
@@ -229,7 +216,7 @@ class Reader:
         counts = shard.counts
         # Per file: pytest writes a call failure and a teardown error of one test as two
         # <testcase> elements with the same name, not always next to each other (xdist).
-        recent = _Recent()
+        recent: dict[tuple[str, str], Failure | None] = {}
         # Each suite's totals are the difference of these running sums between its start and
         # its end: O(1) per test case, however deep the suites nest.
         cases = failures = errors = skipped = 0
@@ -290,7 +277,7 @@ class Reader:
         element: ET.Element,
         seconds: float,
         counts: Counts,
-        failed_here: _Recent,
+        failed_here: dict[tuple[str, str], Failure | None],
     ) -> str:
         """Count a test case that has children (a failure, a skip, captured output); its
         outcome."""
@@ -354,7 +341,9 @@ class Reader:
             if seconds > self._slow_floor:
                 self._time(seconds, element, outcome)
         if outcome == "failed":
-            failed_here.add(key, record)
+            failed_here[key] = record
+            if len(failed_here) >= 2 * TEARDOWN_WINDOW:
+                _forget_oldest(failed_here)  # at least the last TEARDOWN_WINDOW stay
         return outcome
 
     def _node_id(self, element: ET.Element) -> str:
