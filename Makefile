@@ -50,9 +50,10 @@ lint: bootstrap
 demo: bootstrap
 	$(BIN)/python examples/demo.py
 
+# Every script in bench/, one after another: each prints its figures beside their anchor
+# (benchmarks print; they are never tests).
 bench: bootstrap
-	$(BIN)/python bench/sandbox.py
-	$(BIN)/python bench/kube.py
+	@set -e; for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.*

@@ -1,178 +1,161 @@
-"""`azpytest report` on a 100 000-test JUnit file: wall time and peak memory of the step.
+"""`azpytest report` against its floor: a bare `iterparse` loop over the same JUnit file.
 
-Targets: under 3 s and under 200 MB peak RSS, with and without --merge.
-    .venv/bin/python bench/report.py [CASES]
+For each size (default 100 000 and 1 000 000 test cases) and each shape (every test passed;
+every test failed, each with a short pytest traceback), the floor and the report run one after
+the other as fresh processes, `--repeat` times, interleaved; the figures are the medians of
+wall time and of peak RSS, printed beside the floor's with their ratios. The targets (issue
+17): time within 1.3x the floor; the all-failing report's memory within 2x the all-passing
+one's.
+
+    .venv/bin/python bench/report.py [CASES ...] [--repeat N] [--merge]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from xml.sax.saxutils import XMLGenerator
-from xml.sax.xmlreader import AttributesImpl
 
-CASES = 100_000
+SIZES = (100_000, 1_000_000)
 MODULES = 400
-SEED = 4
 
-LONGREPR = """\
-connection = <psycopg.Connection [IDLE] (host=db.example.internal database=orders) at 0x7f>
+# What the floor does: read every element, drop each test case once read. The least any
+# streaming reader of the file can do.
+FLOOR = """
+import sys
+import xml.etree.ElementTree as ET
 
-    def test_{name}(connection):
-        rows = fetch_orders(connection, customer_id={n})
->       assert_totals(rows, expected=Decimal("{n}.00"))
-
-tests/{module}.py:{call}: 
-_ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ 
-
-rows = [{rows}]
-expected = Decimal('{n}.00')
-
-    def assert_totals(rows, expected):
-        total = sum(row["amount"] for row in rows)
->       assert total == expected, f"total {{total}} != {{expected}}"
-E       AssertionError: total {n}.01 != {n}.00
-E       assert Decimal('{n}.01') == Decimal('{n}.00')
-
-tests/helpers/money.py:27: AssertionError
+stack, cases = [], 0
+for event, element in ET.iterparse(sys.argv[1], events=("start", "end")):
+    if event == "start":
+        stack.append(element)
+        continue
+    stack.pop()
+    if element.tag == "testcase":
+        cases += 1
+        stack[-1].remove(element)
+print(cases)
 """
 
+TRACEBACK = """\
+    def test_case_{n}(connection):
+        rows = fetch_orders(connection, customer_id={n})
+&gt;       assert len(rows) == {n}
+E       assert 0 == {n}
+E        +  where 0 = len([])
 
-def write_junit(path: Path, root: Path, cases: int) -> dict[str, int]:
-    """A pytest-shaped JUnit file: mostly passes, 1 % failures with long tracebacks, fixture
-    errors, skips, xfails and captured output."""
-    rng = random.Random(SEED)
+tests/{module}.py:{line}: AssertionError"""
+
+
+def write_junit(path: Path, root: Path, cases: int, failing: bool) -> None:
+    """A pytest-shaped JUnit file of `cases` tests spread over MODULES test files, every one
+    passed or every one failed."""
     modules = [f"test_area{m:03d}" for m in range(MODULES)]
-    (root / "tests" / "helpers").mkdir(parents=True, exist_ok=True)
+    (root / "tests").mkdir(parents=True, exist_ok=True)
     for module in modules:
         (root / "tests" / f"{module}.py").write_text("# generated\n")
-    counts = {"failed": 0, "error": 0, "skipped": 0, "xfailed": 0, "passed": 0}
-    with path.open("wb") as handle:
-        xml = XMLGenerator(handle, encoding="utf-8", short_empty_elements=True)
-        xml.startDocument()
-        xml.startElement("testsuites", AttributesImpl({"name": "pytest tests"}))
-        xml.startElement(
-            "testsuite",
-            AttributesImpl(
-                {
-                    "name": "pytest",
-                    "errors": "0",
-                    "failures": "0",
-                    "skipped": "0",
-                    "tests": str(cases),
-                    "time": "1834.512",
-                    "timestamp": "2025-01-01T00:00:00+00:00",
-                    "hostname": "runner",
-                }
-            ),
+    with path.open("w", encoding="utf-8") as out:
+        write = out.write
+        write('<?xml version="1.0" encoding="utf-8"?>\n<testsuites name="pytest tests">\n')
+        write(
+            f'<testsuite name="pytest" errors="0" failures="{cases if failing else 0}" '
+            f'skipped="0" tests="{cases}" time="{cases * 0.02:.3f}" hostname="runner">\n'
         )
         for n in range(cases):
             module = modules[n * MODULES // cases]
             klass = f".TestOrders{n % 7}" if n % 3 == 0 else ""
-            name = f"test_case_{n}" + (f"[customer-{n % 13}/eu::west]" if n % 5 == 0 else "")
-            attrs = {
-                "classname": f"tests.{module}{klass}",
-                "name": name,
-                "time": f"{rng.expovariate(50):.3f}",
-            }
-            xml.startElement("testcase", AttributesImpl(attrs))
-            roll = rng.random()
-            if roll < 0.01:
-                counts["failed"] += 1
-                text = LONGREPR.format(
-                    name=name, n=n, module=module, call=10 + n % 90, rows=", ".join(["{...}"] * 40)
-                )
-                message = f"AssertionError: total {n}.01 != {n}.00\nassert Decimal('{n}.01')"
-                xml.startElement("failure", AttributesImpl({"message": message}))
-                xml.characters(text)
-                xml.endElement("failure")
-                xml.startElement("system-out", AttributesImpl({}))
-                xml.characters("query log line\n" * 50)
-                xml.endElement("system-out")
-            elif roll < 0.012:
-                counts["error"] += 1
-                xml.startElement(
-                    "error",
-                    AttributesImpl({"message": 'failed on setup with "OperationalError: timeout"'}),
-                )
-                xml.characters("conftest.py:40: in connection\n    raise\nE   OperationalError\n")
-                xml.endElement("error")
-            elif roll < 0.03:
-                counts["skipped"] += 1
-                xml.startElement(
-                    "skipped", AttributesImpl({"type": "pytest.skip", "message": "needs AKS"})
-                )
-                xml.characters(f"tests/{module}.py:3: needs AKS")
-                xml.endElement("skipped")
-            elif roll < 0.033:
-                counts["xfailed"] += 1
-                xml.startElement(
-                    "skipped", AttributesImpl({"type": "pytest.xfail", "message": "bug 12"})
-                )
-                xml.endElement("skipped")
-            else:
-                counts["passed"] += 1
-            xml.endElement("testcase")
-            xml.ignorableWhitespace("\n")
-        xml.endElement("testsuite")
-        xml.endElement("testsuites")
-        xml.endDocument()
-    return counts
-
-
-def measure(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float, int]:
-    """Wall seconds, CPU seconds, peak RSS in MB and exit code of `python -m azpytest ARGS`."""
-    began = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "azpytest", *args],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-    )
-    _pid, status, usage = os.wait4(child.pid, 0)  # this child's own rusage
-    child.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - began
-    cpu = usage.ru_utime + usage.ru_stime
-    return wall, cpu, usage.ru_maxrss / 1024, child.returncode  # ru_maxrss is in KiB on Linux
-
-
-def main() -> None:
-    cases = int(sys.argv[1]) if len(sys.argv) > 1 else CASES
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        junit = root / "junit.xml"
-        began = time.perf_counter()
-        counts = write_junit(junit, root, cases)
-        print(
-            f"generated {cases} test cases ({junit.stat().st_size / 1e6:.1f} MB of JUnit, "
-            f"{counts}) in {time.perf_counter() - began:.1f} s"
-        )
-        summary, output = root / "summary.md", root / "output"
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "AZPYTEST_"))},
-            "GITHUB_ACTIONS": "true",
-            "GITHUB_STEP_SUMMARY": str(summary),
-            "GITHUB_OUTPUT": str(output),
-            "GITHUB_WORKSPACE": str(root),
-        }
-        for label, args in (
-            ("report", ["report", str(junit)]),
-            ("report --merge", ["report", str(junit), "--merge", str(root / "merged.xml")]),
-        ):
-            summary.write_text("")
-            output.write_text("")
-            wall, cpu, rss, code = measure(args, env, root)
-            print(
-                f"azpytest {label}: {wall:.2f} s wall ({cpu:.2f} s CPU), {rss:.0f} MB peak RSS, "
-                f"exit {code}, "
-                f"summary {summary.stat().st_size / 1024:.0f} KiB "
-                "(targets: < 3 s, < 200 MB)"
+            name = f"test_case_{n}" + (f"[customer-{n % 13}]" if n % 5 == 0 else "")
+            head = (
+                f'<testcase classname="tests.{module}{klass}" name="{name}" '
+                f'time="{(n * 7919 % 1000) / 10000:.3f}"'
             )
+            if failing:
+                line = 10 + n % 90
+                write(
+                    f'{head}><failure message="assert 0 == {n}">'
+                    f"{TRACEBACK.format(n=n, module=module, line=line)}</failure></testcase>\n"
+                )
+            else:
+                write(f"{head} />\n")
+        write("</testsuite>\n</testsuites>\n")
+
+
+def measure(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS in MB and exit code of a fresh process."""
+    began = time.perf_counter()
+    child = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(child.pid, 0)  # this child's own rusage
+    wall = time.perf_counter() - began
+    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)  # KiB on Linux
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=list(SIZES), metavar="CASES")
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved runs of each arm")
+    parser.add_argument("--merge", action="store_true", help="time report --merge as well")
+    args = parser.parse_args(argv)
+    print(f"report vs a bare iterparse loop; medians of {args.repeat} interleaved run(s)")
+    for cases in args.sizes:
+        peaks: dict[str, float] = {}
+        for shape in ("passing", "failing"):
+            with tempfile.TemporaryDirectory() as folder:
+                root = Path(folder)
+                junit = root / "junit.xml"
+                write_junit(junit, root, cases, failing=shape == "failing")
+                megabytes = junit.stat().st_size / 1e6
+                summary, output = root / "summary.md", root / "output"
+                env = {
+                    **{
+                        k: v
+                        for k, v in os.environ.items()
+                        if not k.startswith(("GITHUB_", "AZPYTEST_"))
+                    },
+                    "GITHUB_ACTIONS": "true",
+                    "GITHUB_STEP_SUMMARY": str(summary),
+                    "GITHUB_OUTPUT": str(output),
+                    "GITHUB_WORKSPACE": str(root),
+                }
+                arms = {
+                    "floor": [sys.executable, "-c", FLOOR, str(junit)],
+                    "report": [sys.executable, "-m", "azpytest", "report", str(junit)],
+                }
+                if args.merge:
+                    merged = str(root / "merged.xml")
+                    arms["report --merge"] = [*arms["report"], "--merge", merged]
+                walls: dict[str, list[float]] = {arm: [] for arm in arms}
+                rss: dict[str, list[float]] = {arm: [] for arm in arms}
+                for _ in range(args.repeat):
+                    for arm, command in arms.items():
+                        summary.write_text("")
+                        output.write_text("")
+                        wall, peak, code = measure(command, env, root)
+                        assert code == 0, f"{arm} exited {code}"
+                        walls[arm].append(wall)
+                        rss[arm].append(peak)
+            floor_wall = statistics.median(walls["floor"])
+            floor_rss = statistics.median(rss["floor"])
+            print(f"{cases:>9,} cases, all {shape} ({megabytes:.0f} MB of JUnit):")
+            print(f"    {'floor':<15} {floor_wall:7.2f} s  {floor_rss:6.0f} MB")
+            for arm in arms:
+                if arm == "floor":
+                    continue
+                wall, peak = statistics.median(walls[arm]), statistics.median(rss[arm])
+                print(
+                    f"    {arm:<15} {wall:7.2f} s  {peak:6.0f} MB   "
+                    f"time {wall / floor_wall:.2f}x the floor (target <= 1.3x), "
+                    f"memory {peak / floor_rss:.2f}x the floor's"
+                )
+            peaks[shape] = statistics.median(rss["report"])
+        print(
+            f"    all failing vs all passing: {peaks['failing'] / peaks['passing']:.2f}x the "
+            "peak memory (target <= 2x)"
+        )
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from azure.core.credentials import AccessTokenInfo, TokenRequestOptions
 from azpytest import errors
 from azpytest.github import Workflow
 from azpytest.kubetoken import BROKER_VARIABLE
+from azpytest.rundir import append_private
 from azpytest.settings import Settings
 
 API_VERSION = "2019-08-01"
@@ -65,6 +66,12 @@ RETRY_S = 5.0
 # answered 503 with this Retry-After, which managed-identity clients (azure-core's retry
 # policy) honour; a refusal stays 400 with Entra's error.
 TRANSIENT_RETRY_AFTER_S = 1
+# The audit log's cached hits are written as one line per run of them (with "count"), at the
+# latest this long after the run began (and at a fresh fetch, a refusal and the broker's stop).
+AUDIT_FLUSH_S = 1.0
+# Connections the listening socket queues while the server thread is busy (the stdlib's 5
+# stalled a burst of simultaneous clients for a second; the sandbox's httpd uses 128 too).
+BACKLOG = 128
 
 # Variables that make DefaultAzureCredential (or the SDKs of other languages) pick another
 # credential before the managed identity, or another managed-identity protocol.
@@ -140,21 +147,21 @@ class Broker:
         audit_path: Path | None = None,
         workflow: Workflow | None = None,
         clock: Callable[[], float] = time.time,
+        audit_flush_s: float = AUDIT_FLUSH_S,
     ) -> None:
         self.source = source
         self.client_id = client_id.lower() if client_id else None
         self.audit_path = audit_path
+        self.audit = AuditLog(audit_path, audit_flush_s)
         self.workflow = workflow
         self.header = secrets.token_urlsafe(32)
         if workflow is not None:
             workflow.mask(self.header)  # before the value exists anywhere else
-        self.counts: Counter[str] = Counter()
         self._clock = clock
         self._held: dict[str, Held] = {}
         self._failed: dict[str, _Failure] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._audit_lock = threading.Lock()
         self._principal: dict[str, str] = {}
         self._warned: set[str] = set()
         self._server: _Server | None = None
@@ -171,17 +178,23 @@ class Broker:
             daemon=True,
         )
         self._thread.start()
+        self.audit.start()
         return self
 
     def stop(self) -> None:
+        """Stop listening, end kept-alive connections, and write the rest of the audit log."""
         server, self._server = self._server, None
         if server is None:
+            self.audit.close()
             return
-        server.shutdown()
-        server.server_close()  # nothing listens from here on
-        server.close_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        try:
+            server.shutdown()
+            server.server_close()  # nothing listens from here on
+            server.close_connections()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+        finally:
+            self.audit.close()
 
     def __enter__(self) -> Broker:
         return self.start()
@@ -331,24 +344,16 @@ class Broker:
         started: float,
         expires_on: int | None = None,
     ) -> None:
-        with self._audit_lock:
-            self.counts[outcome] += 1
-        if self.audit_path is None:
-            return
-        entry: dict[str, Any] = {
-            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
-            "source": "broker",
-            "resource": resource,
-            "client_id": client_id,
-            "status": status,
-            "outcome": outcome,
-            "ms": round((time.perf_counter() - started) * 1000, 2),
-        }
-        if expires_on is not None:
-            entry["expires_on"] = expires_on
-        line = json.dumps(entry) + "\n"
-        with self._audit_lock, self.audit_path.open("a", encoding="utf-8") as handle:
-            handle.write(line)
+        ms = (time.perf_counter() - started) * 1000
+        if outcome == "cached":
+            self.audit.cached(resource, client_id, ms, expires_on)
+        else:
+            self.audit.entry(resource, client_id, status, outcome, ms, expires_on)
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Requests answered, by outcome."""
+        return self.audit.counts
 
     def summary(self) -> str:
         served = self.counts["cached"] + self.counts["fresh"] + self.counts["stale"]
@@ -358,6 +363,156 @@ class Broker:
             f"({self.counts['fresh']} fetched from Entra ID, {self.counts['cached']} from its "
             f"cache), {refused} refused"
         )
+
+
+@dataclass
+class _Run:
+    """Cached hits of one resource in a row, written as one line."""
+
+    first: float  # epoch seconds
+    last: float
+    ms: float  # the slowest answer of the run
+    count: int
+
+
+class AuditLog:
+    """The broker's lines of the run's audit log (`audit.jsonl`, 0600, beside prepare's Key
+    Vault lines), from one writer holding the file open.
+
+    A fresh fetch, a stale answer and a refusal are written and flushed to the file at once,
+    one line each. Cached hits, the bulk of a long run, are counted instead: one line per
+    (resource, client id, expiry told) with `"count": n` (and `"until"`, the last hit's
+    time; `"ms"`, the slowest), written when the next line that is not a cached hit is, at
+    most AUDIT_FLUSH_S after the run began, and when the broker stops. A reader counts a line
+    as `count` requests (1 when it has none)."""
+
+    def __init__(self, path: Path | None, flush_s: float = AUDIT_FLUSH_S) -> None:
+        self.path = path
+        self.flush_s = flush_s
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._handle: TextIO | None = None
+        self._runs: dict[tuple[str, str | None, int | None], _Run] = {}
+        self._stopped = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Write the runs of cached hits at most `flush_s` after they began."""
+        if self.path is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._flusher, name="azpytest-audit", daemon=True)
+        self._thread.start()
+
+    def _flusher(self) -> None:
+        while not self._stopped.wait(self.flush_s):
+            with self._lock:
+                if self._runs:
+                    self._write_runs()
+                    self._flush()
+
+    def cached(
+        self, resource: str, client_id: str | None, ms: float, expires_on: int | None
+    ) -> None:
+        now = time.time()
+        with self._lock:
+            self.counts["cached"] += 1
+            if self.path is None:
+                return
+            run = self._runs.get((resource, client_id, expires_on))
+            if run is None:
+                self._runs[(resource, client_id, expires_on)] = _Run(now, now, ms, 1)
+                if self._closed:  # a request answered while the broker stops
+                    self._write_runs()
+                    self._flush()
+                return
+            run.count += 1
+            run.last = now
+            if ms > run.ms:
+                run.ms = ms
+
+    def entry(
+        self,
+        resource: str,
+        client_id: str | None,
+        status: int,
+        outcome: str,
+        ms: float,
+        expires_on: int | None = None,
+    ) -> None:
+        now = time.time()
+        with self._lock:
+            self.counts[outcome] += 1
+            if self.path is None:
+                return
+            self._write_runs()
+            self._write(now, resource, client_id, status, outcome, ms, expires_on)
+            self._flush()
+
+    def close(self) -> None:
+        """Write what is pending and close the file; a later line is written at once."""
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            self._closed = True
+            if self._runs:
+                self._write_runs()
+            if self._handle is not None:
+                handle, self._handle = self._handle, None
+                handle.close()
+
+    # ------------------------------------------------------------------ under the lock
+
+    def _write_runs(self) -> None:
+        runs = sorted(self._runs.items(), key=lambda item: item[1].first)
+        self._runs.clear()
+        for (resource, client_id, expires_on), run in runs:
+            extra: dict[str, Any] = {}
+            if run.count > 1:
+                extra = {"count": run.count, "until": _stamp(run.last)}
+            self._write(run.first, resource, client_id, 200, "cached", run.ms, expires_on, extra)
+
+    def _write(
+        self,
+        at: float,
+        resource: str,
+        client_id: str | None,
+        status: int,
+        outcome: str,
+        ms: float,
+        expires_on: int | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        assert self.path is not None
+        entry: dict[str, Any] = {
+            "time": _stamp(at),
+            "source": "broker",
+            "resource": resource,
+            "client_id": client_id,
+            "status": status,
+            "outcome": outcome,
+            "ms": round(ms, 2),
+        }
+        if expires_on is not None:
+            entry["expires_on"] = expires_on
+        entry.update(extra or {})
+        if self._handle is None:
+            self._handle = append_private(self.path)
+        self._handle.write(json.dumps(entry) + "\n")
+
+    def _flush(self) -> None:
+        if self._handle is None:
+            return
+        if self._closed:
+            handle, self._handle = self._handle, None
+            handle.close()
+        else:
+            self._handle.flush()
+
+
+def _stamp(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -398,6 +553,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = BACKLOG
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker

@@ -1001,7 +1001,8 @@ def all_skipped(count: int, top_reason: str) -> str:
 def failed_tests_capped(named: int, failed: int) -> str:
     return (
         f"failed-tests names the first {named} of {failed} failed tests: GitHub caps a "
-        "step output's size"
+        "step output's size. To rerun every one, pass the JUnit files to rerun-failed-from: "
+        "it reads them all from there"
     )
 
 

@@ -29,6 +29,7 @@ from azpytest import errors, http
 from azpytest.identity import Identity, azure_transient
 from azpytest.inputs import denied_variable, env_name_for
 from azpytest.masking import MIN_SCRUBBED
+from azpytest.rundir import append_private
 from azpytest.settings import Settings
 
 MAX_WORKERS = 32
@@ -74,7 +75,7 @@ class AuditLog:
         }
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as handle:
+            with append_private(self.path) as handle:  # 0600, as the broker's lines
                 handle.write(json.dumps(entry) + "\n")
 
 

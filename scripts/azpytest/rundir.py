@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TextIO
 
 MARKER = ".azpytest-run"
 RECORD = ".azpytest-credentials"  # one relative name a line, appended as they are made
@@ -31,6 +31,7 @@ ARTIFACTS = "artifacts"
 BIN = "bin"  # the kubelogin stand-in and the az shim, first on the tests' PATH
 AZ_CONFIG = "az"  # the az CLI's private config folder (it holds tokens)
 TOKENS = "tokens.json"  # the tokens `run` masked, for the report step's scrubber
+LOG_BUFFER = 64 * 1024  # bytes of a log buffered before a write reaches the file
 ENV_VARIABLE = "AZPYTEST_RUN_DIR"  # how later steps and the test process find the folder
 _MARKER_TEXT = "This folder was made by azpytest; `azpytest cleanup` deletes its credentials.\n"
 
@@ -61,6 +62,18 @@ def forget_latest(link: Path, target: Path) -> None:
     """Remove `link` if it points at `target` (a folder cleanup has emptied)."""
     if link.is_symlink() and link.resolve() == target.resolve():
         link.unlink(missing_ok=True)
+
+
+def append_private(path: Path) -> TextIO:
+    """`path` opened to append, buffered, only its owner able to read it: created 0600, made
+    0600 if it was wider; never through a symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "a", encoding="utf-8", buffering=LOG_BUFFER)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class GroupRecord(NamedTuple):

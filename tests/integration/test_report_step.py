@@ -600,7 +600,8 @@ def test_summary_stays_under_1_mib_with_20000_long_failures(
     assert result.outputs["failed"] == "20000"
     assert result.commands("warning") == [
         f"failed-tests names the first {named} of 20000 failed tests: GitHub caps a step "
-        "output's size"
+        "output's size. To rerun every one, pass the JUnit files to rerun-failed-from: it "
+        "reads them all from there"
     ]
     assert len(result.outputs["failed-tests"].encode()) <= 256 * 1024
 

@@ -142,7 +142,7 @@ def test_verdict_names_each_outcome_once() -> None:
     )
     assert verdict(Counts(passed=50, seconds=3.1)) == "50 passed in 3.10 s"
     assert verdict(Counts(errors=2, seconds=75)) == "2 errors in 1 min 15 s"
-    assert verdict(Counts(passed=9, seconds=44_309)) == "9 passed in 12 h 18 min"
+    assert verdict(Counts(passed=9, seconds=44_309)) == "9 passed in 12 h 18 min 29 s"
     assert verdict(Counts()) == "no tests ran"
 
 

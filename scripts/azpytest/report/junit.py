@@ -115,22 +115,29 @@ def stream(path: Path, label: str) -> Iterator[tuple[str, ET.Element]]:
     """The JUnit file's `suite` (start), `case`, `other` (a suite's non-test child) and `end`
     (of a suite) events; each element is dropped from the tree once the consumer resumes.
     Test cases outside any `<testsuite>` get one made up for them. Raises InputError(label)."""
-    stack: list[ET.Element] = []
+    stack: list[ET.Element] = []  # open elements outside test cases
     tags: list[str] = []  # the local names of `stack`
+    inside = 0  # depth in a <testcase>: its children go with it, not as events of their own
     orphan: ET.Element | None = None
     try:
         with path.open("rb") as handle:
             for event, element in ET.iterparse(handle, events=("start", "end")):
-                tag = element.tag
-                if tag[:1] == "{":
-                    tag = local_name(tag)
                 if event == "start":
+                    if inside:
+                        inside += 1
+                        continue
+                    tag = element.tag
+                    if tag[:1] == "{":
+                        tag = local_name(tag)
                     if not stack and tag not in _SUITE_TAGS:
                         raise InputError(
                             label,
                             f"the root element is <{tag}>, not <testsuites> or <testsuite>: "
                             "not a JUnit XML file (pytest writes one with --junitxml=PATH)",
                         )
+                    if tag == "testcase":
+                        inside = 1
+                        continue
                     stack.append(element)
                     tags.append(tag)
                     if tag == "testsuite":
@@ -139,20 +146,24 @@ def stream(path: Path, label: str) -> Iterator[tuple[str, ET.Element]]:
                             orphan = None
                         yield "suite", element
                     continue
-                stack.pop()
-                tags.pop()
-                parent_tag = tags[-1] if tags else None
-                if tag == "testcase":
-                    if parent_tag != "testsuite" and orphan is None:
+                if inside:
+                    inside -= 1
+                    if inside:
+                        continue  # a test case's child
+                    if tags[-1] != "testsuite" and orphan is None:
                         orphan = ET.Element("testsuite", {"name": path.stem})
                         yield "suite", orphan
                     yield "case", element
-                elif tag == "testsuite":
+                    stack[-1].remove(element)
+                    continue
+                stack.pop()
+                tag = tags.pop()
+                if tag == "testsuite":
                     yield "end", element
-                elif parent_tag in _SUITE_TAGS:
+                elif tags and tags[-1] in _SUITE_TAGS:
                     yield "other", element
                 else:
-                    continue  # inside a test case: it goes with the test case
+                    continue
                 if stack:
                     stack[-1].remove(element)
         if orphan is not None:

@@ -9,6 +9,7 @@ lines and the traceback, trimmed; every value `prepare` masked replaced by `***`
 from __future__ import annotations
 
 import heapq
+import itertools
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -34,6 +35,9 @@ SKIP_REASONS = 200  # distinct skip reasons counted (the rest are counted togeth
 DETAIL_LINES = (15, 25)  # head and tail lines of a traceback shown in <details>
 DETAIL_CHARS = 6000
 MESSAGE_LINES = 8  # lines of an annotation's message
+# Failed tests remembered per file to tell a test's teardown error from another error
+# (xdist writes the two apart, but a few reports apart at most).
+TEARDOWN_WINDOW = 4096
 
 # A traceback entry: `path.py:12: ...` (pytest's long, short and line styles; the path starts
 # the line) or `  File "path.py", line 12, in f` (native).
@@ -150,6 +154,12 @@ class Report:
         return named, len(unique) + self.failed_past_cap
 
 
+def _forget_oldest(recent: dict[tuple[str, str], Failure | None]) -> None:
+    """Keep the last TEARDOWN_WINDOW of `recent` (insertion order), dropping the rest."""
+    for key in list(itertools.islice(recent, len(recent) - TEARDOWN_WINDOW)):
+        del recent[key]
+
+
 def display_names(paths: list[Path], root: Path) -> list[str]:
     """How the summary names JUnit files: relative to the repository root when they are in
     it, else to the folder they all share (a runner's temporary folder says nothing)."""
@@ -170,7 +180,10 @@ def _seconds(text: str | None) -> float:
 
 
 class Reader:
-    """Reads shards one after another into one Report."""
+    """Reads shards one after another into one Report, in memory that does not grow with the
+    number of tests or of failures: what it keeps is what the outputs show (the first `keep`
+    failures and errors, the failed ids the `failed-tests` output holds, the SLOWEST tests,
+    per-file and per-suite counts, SKIP_REASONS reasons)."""
 
     def __init__(
         self, root: Path, keep: int, scrub: Callable[[str], str], tests_root: Path | None = None
@@ -183,13 +196,16 @@ class Reader:
         self.counts = Counts()
         self.failures: list[Failure] = []
         self.errors: list[Failure] = []
-        # Only what the failed-tests output can hold is kept: memory stays flat however
-        # many tests fail (1M failures would otherwise keep 1M ids).
+        # Only what the failed-tests output can hold is kept: the first ids, in file order,
+        # up to FAILED_TESTS_LIMIT bytes; past it failed tests are only counted (a rerun
+        # takes every failed id from the JUnit files themselves: rerun-failed-from).
         self.failed_ids: list[str] = []
         self._failed_seen: set[str] = set()
         self._failed_bytes = 0
+        self._failed_full = False
         self.failed_past_cap = 0
         self.slowest: list[tuple[float, int, str, str]] = []  # a min-heap
+        self._slow_floor = -1.0  # a test must take longer than this to join the slowest
         self.order = 0
         self.shards: list[Shard] = []
         self.skips: dict[str, int] = {}  # reason -> tests, at most SKIP_REASONS reasons
@@ -197,57 +213,87 @@ class Reader:
 
     def read(self, path: Path, label: str, shown: str = "") -> Shard:
         shard = Shard(path, label, shown=shown)
+        counts = shard.counts
         # Per file: pytest writes a call failure and a teardown error of one test as two
         # <testcase> elements with the same name, not always next to each other (xdist).
-        failed_here: dict[str, Failure | None] = {}
-        open_suites: list[tuple[SuiteTotals, bool]] = []  # (totals, has its own time)
+        recent: dict[tuple[str, str], Failure | None] = {}
+        # Each suite's totals are the difference of these running sums between its start and
+        # its end: O(1) per test case, however deep the suites nest.
+        cases = failures = errors = skipped = 0
+        case_seconds = 0.0
+        open_suites: list[tuple[SuiteTotals, bool, tuple[int, int, int, int, float]]] = []
+        slow = self._slow_floor
         for kind, element in stream(path, label):
-            if kind == "suite":
+            if kind == "case":
+                try:
+                    seconds = float(element.get("time") or 0)
+                except ValueError:
+                    seconds = 0.0
+                cases += 1
+                case_seconds += seconds
+                if not len(element):  # passed: the common case, kept short
+                    counts.passed += 1
+                    if seconds > slow:
+                        self._time(seconds, element, "passed")
+                        slow = self._slow_floor
+                    continue
+                outcome = self._case(element, seconds, counts, recent)
+                if outcome == "failed":
+                    failures += 1
+                elif outcome == "error" or outcome == "teardown-error":
+                    errors += 1
+                elif outcome == "skipped" or outcome == "xfailed":
+                    skipped += 1
+                slow = self._slow_floor
+            elif kind == "suite":
                 timed = element.get("time") is not None
                 totals = SuiteTotals(seconds=_seconds(element.get("time")), depth=len(open_suites))
                 shard.suites.append(totals)
-                open_suites.append((totals, timed))
+                began = (cases, failures, errors, skipped, case_seconds)
+                open_suites.append((totals, timed, began))
             elif kind == "end":
-                totals, timed = open_suites.pop()
+                totals, timed, began = open_suites.pop()
+                totals.tests = cases - began[0]
+                totals.failures = failures - began[1]
+                totals.errors = errors - began[2]
+                totals.skipped = skipped - began[3]
+                if not timed:
+                    totals.seconds += case_seconds - began[4]
                 if not open_suites:  # nested suites: the outermost holds the time
-                    shard.counts.seconds += totals.seconds
-            elif kind == "other":
-                if local_name(element.tag) == "properties":
-                    found = {
-                        prop.get("name", ""): prop.get("value", "")
-                        for prop in element
-                        if prop.get("name") in MARKERS
-                    }
-                    shard.markers.update(found)
-            elif kind == "case":
-                outcome, seconds = self._case(element, shard, failed_here)
-                for totals, timed in open_suites:
-                    totals.tests += 1
-                    totals.failures += outcome == "failed"
-                    totals.errors += outcome in ("error", "teardown-error")
-                    totals.skipped += outcome in ("skipped", "xfailed")
-                    if not timed:
-                        totals.seconds += seconds
+                    counts.seconds += totals.seconds
+            elif kind == "other" and local_name(element.tag) == "properties":
+                found = {
+                    prop.get("name", ""): prop.get("value", "")
+                    for prop in element
+                    if prop.get("name") in MARKERS
+                }
+                shard.markers.update(found)
         self.counts.add(shard.counts)
         self.shards.append(shard)
         return shard
 
     def _case(
-        self, element: ET.Element, shard: Shard, failed_here: dict[str, Failure | None]
-    ) -> tuple[str, float]:
+        self,
+        element: ET.Element,
+        seconds: float,
+        counts: Counts,
+        failed_here: dict[tuple[str, str], Failure | None],
+    ) -> str:
+        """Count a test case that has children (a failure, a skip, captured output); its
+        outcome."""
         failure: ET.Element | None = None
         error: ET.Element | None = None
         skipped: ET.Element | None = None
         for child in element:
-            tag = local_name(child.tag)
+            tag = child.tag
+            if tag[:1] == "{":
+                tag = local_name(tag)
             if tag == "failure" and failure is None:
                 failure = child
             elif tag == "error" and error is None:
                 error = child
             elif tag == "skipped" and skipped is None:
                 skipped = child
-        seconds = _seconds(element.get("time"))
-        counts = shard.counts
         if failure is None and error is None:
             if skipped is None:
                 outcome = "passed"
@@ -259,35 +305,46 @@ class Reader:
                 outcome = "skipped"
                 counts.skipped += 1
                 self._skip(skipped)
-            self._time(seconds, element, outcome)
-            return outcome, seconds
-        properties = properties_of(element)
-        node_id = properties.get(RERUN_ID) or self._node_id(element)
-        if failure is None and error is not None and node_id in failed_here:
+            if seconds > self._slow_floor:
+                self._time(seconds, element, outcome)
+            return outcome
+        key = (element.get("classname", ""), element.get("name", ""))
+        if failure is None and error is not None and key in failed_here:
             # The teardown error of a test whose call failed: one test, failed; note it.
-            kept = failed_here[node_id]
+            kept = failed_here.get(key)
             if kept is not None:
                 kept.notes.append(_first_line(error.get("message") or error.text or "error"))
-            return "teardown-error", seconds
-        self._failed(self.scrub(node_id))
+            return "teardown-error"
         outcome = "failed" if failure is not None else "error"
         if failure is not None:
             counts.failed += 1
         else:
             counts.errors += 1
-        self._time(seconds, element, outcome, node_id)
         bucket = self.failures if outcome == "failed" else self.errors
         record = None
-        if len(bucket) < self.keep:
-            reported = failure if failure is not None else error
-            assert reported is not None
-            record = self._failure(node_id, outcome, element, reported, seconds, properties)
-            if failure is not None and error is not None:
-                record.notes.append(_first_line(error.get("message") or error.text or "error"))
-            bucket.append(record)
+        # The node id is worked out only where an output shows it.
+        if not self._failed_full or len(bucket) < self.keep:
+            properties = properties_of(element)
+            node_id = properties.get(RERUN_ID) or self._node_id(element)
+            self._failed(self.scrub(node_id))
+            if len(bucket) < self.keep:
+                reported = failure if failure is not None else error
+                assert reported is not None
+                record = self._failure(node_id, outcome, element, reported, seconds, properties)
+                if failure is not None and error is not None:
+                    record.notes.append(_first_line(error.get("message") or error.text or "error"))
+                bucket.append(record)
+            if seconds > self._slow_floor:
+                self._time(seconds, element, outcome, node_id)
+        else:
+            self.failed_past_cap += 1
+            if seconds > self._slow_floor:
+                self._time(seconds, element, outcome)
         if outcome == "failed":
-            failed_here[node_id] = record
-        return outcome, seconds
+            failed_here[key] = record
+            if len(failed_here) >= 2 * TEARDOWN_WINDOW:
+                _forget_oldest(failed_here)  # at least the last TEARDOWN_WINDOW stay
+        return outcome
 
     def _node_id(self, element: ET.Element) -> str:
         return node_id_of(
@@ -300,17 +357,18 @@ class Reader:
     def _time(
         self, seconds: float, element: ET.Element, outcome: str, node_id: str | None = None
     ) -> None:
-        """Keep the slowest tests; on a tie, the earlier one. The node id of a passed test is
-        worked out only if it makes the list."""
+        """Keep the slowest tests; on a tie, the earlier one (callers pass only tests slower
+        than `_slow_floor`). The node id is worked out only for a test that makes the list."""
         self.order += 1
-        full = len(self.slowest) >= SLOWEST
-        if full and (seconds, -self.order) <= self.slowest[0][:2]:
-            return
-        item = (seconds, -self.order, node_id or self._node_id(element), outcome)
-        if full:
+        if node_id is None:
+            node_id = properties_of(element).get(RERUN_ID) or self._node_id(element)
+        item = (seconds, -self.order, node_id, outcome)
+        if len(self.slowest) >= SLOWEST:
             heapq.heapreplace(self.slowest, item)
         else:
             heapq.heappush(self.slowest, item)
+        if len(self.slowest) >= SLOWEST:
+            self._slow_floor = self.slowest[0][0]
 
     def _failure(
         self,
@@ -348,10 +406,15 @@ class Reader:
         )
 
     def _failed(self, node_id: str) -> None:
+        """The first failed ids, in file order, as many as the output holds; then none."""
         if node_id in self._failed_seen:
             return  # shards may rerun a test
+        if self._failed_full:
+            self.failed_past_cap += 1
+            return
         size = len(node_id.encode("utf-8")) + 1
         if self._failed_bytes + size > FAILED_TESTS_LIMIT:
+            self._failed_full = True  # the output names the first ones: it is full
             self.failed_past_cap += 1
             return
         self._failed_bytes += size

@@ -25,12 +25,14 @@ SHARD_ROWS = 100
 SKIP_ROWS = 20  # skip reasons listed in the summary
 
 
-def _duration(seconds: float) -> str:
-    if seconds >= 3600:
-        hours, rest = divmod(round(seconds), 3600)
-        return f"{hours} h {rest // 60} min"
-    if seconds >= 60:
-        minutes, rest = divmod(round(seconds), 60)
+def duration(seconds: float) -> str:
+    """`2.34 s`, `12.3 s`, `1 min 15 s`, `3 h 25 min 11 s` (whole seconds from a minute on)."""
+    whole = round(seconds)
+    if whole >= 3600:
+        hours, rest = divmod(whole, 3600)
+        return f"{hours} h {rest // 60} min {rest % 60} s"
+    if whole >= 60:
+        minutes, rest = divmod(whole, 60)
         return f"{minutes} min {rest} s"
     return f"{seconds:.1f} s" if seconds >= 10 else f"{seconds:.2f} s"
 
@@ -48,8 +50,8 @@ def verdict(counts: Counts) -> str:
     if not said:
         return "no tests ran"
     if counts.all_skipped:
-        return f"no test ran: {said} in {_duration(counts.seconds)}"
-    return f"{said} in {_duration(counts.seconds)}"
+        return f"no test ran: {said} in {duration(counts.seconds)}"
+    return f"{said} in {duration(counts.seconds)}"
 
 
 def _icon(counts: Counts) -> str:
@@ -100,7 +102,7 @@ def render_summary(report: Report, limit: int, note: str | None = None) -> str:
         "| Passed | Failed | Errors | Skipped | xfailed | Total | Duration |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| {counts.passed} | {counts.failed} | {counts.errors} | {counts.skipped} "
-        f"| {counts.xfailed} | {counts.total} | {_duration(counts.seconds)} |",
+        f"| {counts.xfailed} | {counts.total} | {duration(counts.seconds)} |",
         "",
     ]
     tail: list[str] = _skips(report)
@@ -110,7 +112,7 @@ def render_summary(report: Report, limit: int, note: str | None = None) -> str:
             "",
             "| Test | Outcome | Duration |",
             "| --- | --- | ---: |",
-            *(f"| {_code(n)} | {k} | {_duration(s)} |" for s, n, k in report.slowest),
+            *(f"| {_code(n)} | {k} | {duration(s)} |" for s, n, k in report.slowest),
             "",
         ]
     if len(report.shards) > 1:
@@ -124,7 +126,7 @@ def render_summary(report: Report, limit: int, note: str | None = None) -> str:
             c = shard.counts
             tail.append(
                 f"| {_code(shard.shown or shard.label)} | {c.total} | {c.passed} | {c.failed} "
-                f"| {c.errors} | {c.skipped} | {c.xfailed} | {_duration(c.seconds)} |"
+                f"| {c.errors} | {c.skipped} | {c.xfailed} | {duration(c.seconds)} |"
             )
         if len(report.shards) > SHARD_ROWS:
             tail.append(f"\n_…and {len(report.shards) - SHARD_ROWS} more JUnit files._")
@@ -183,7 +185,7 @@ def _failures(report: Report, budget: int) -> str:
             message += f" (also: {note})"
         row = (
             f"| {_code(failure.node_id)} | {_code(failure.location)} | {_cell(message)} "
-            f"| {_duration(failure.seconds)} |"
+            f"| {duration(failure.seconds)} |"
         )
         if used + _size(row) + 1 > budget:
             break
