@@ -17,6 +17,9 @@ bootstrap:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "installing Debian's postgresql (tests start throwaway servers from its binaries)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@ldconfig -p 2>/dev/null | grep -q 'libltdl\.so\.7' || { \
+	  echo "installing Debian's libltdl7 (mssql-python's ODBC Driver 18 needs it)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libltdl7 >/dev/null; }
 
 # Branch coverage of the product is printed at the end; under the floor in pyproject.toml
 # ([tool.coverage.report] fail_under) the run fails.

@@ -225,7 +225,7 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
             f"{source.env_file} sets neither AZURE_TENANT_ID nor AZURE_CLIENT_ID; "
             "DefaultAzureCredential will pick the identity"
         )
-    profiles_spec = _profiles(get("profiles"), key_vault)
+    profiles_spec = _profiles(get("profiles"), key_vault, cloud)
     return Settings(
         tenant_id=tenant_id,
         client_id=client_id.lower() if client_id else None,
@@ -291,12 +291,12 @@ def _aks(
     return group, cluster
 
 
-def _profiles(text: str | None, key_vault: str | None) -> ProfilesSpec | None:
+def _profiles(text: str | None, key_vault: str | None, cloud: Cloud) -> ProfilesSpec | None:
     if not text:
         return None
     from azpytest import profiles
 
-    spec = profiles.parse(text)  # raises InputError("profiles", ...)
+    spec = profiles.parse(text, cloud)  # raises InputError("profiles", ...)
     if spec.required_secrets() and key_vault is None:
         raise InputError("profiles", "a field reads a Key Vault secret: set key-vault too")
     return spec
