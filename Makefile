@@ -1,10 +1,12 @@
 # The README's two commands, `make demo` and `make test`, work on a fresh machine:
-# `bootstrap` installs uv, the project's venv and Debian's PostgreSQL when they are missing.
+# `bootstrap` installs uv, the project's venv, the az CLI (in its own venv, .azcli) and
+# Debian's PostgreSQL when they are missing.
 
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
 VENV := .venv
 BIN := $(VENV)/bin
+AZCLI := .azcli
 PYTEST_ARGS ?=
 
 .PHONY: all bootstrap test unit integration e2e lint demo bench clean
@@ -14,6 +16,9 @@ all: test
 bootstrap:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
 	@$(UV) sync --frozen --quiet
+	@test -x $(AZCLI)/bin/az || { \
+	  echo "installing the az CLI into $(AZCLI) (tests run the real az against the sandbox)"; \
+	  $(UV) venv --quiet $(AZCLI) && $(UV) pip install --quiet -p $(AZCLI)/bin/python 'azure-cli==2.91.*'; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "installing Debian's postgresql (tests start throwaway servers from its binaries)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
@@ -41,8 +46,8 @@ lint: bootstrap
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/actionlint .github/workflows/*.yml workflows/*.yml
-	$(BIN)/zizmor --offline --quiet --config .github/zizmor.yml action.yml .github/workflows/*.yml workflows/*.yml
-	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml
+	$(BIN)/zizmor --offline --quiet --config .github/zizmor.yml action.yml prepare/action.yml cleanup/action.yml .github/workflows/*.yml workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml prepare/action.yml cleanup/action.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml workflows/*.yml
 
 demo: bootstrap
@@ -50,6 +55,7 @@ demo: bootstrap
 
 bench: bootstrap
 	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/kube.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.*

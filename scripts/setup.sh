@@ -65,8 +65,24 @@ fi
   -r "$action_path/requirements/action.txt"
 "$uv" pip install --python "$venv/bin/python" --quiet --no-deps "$action_path"
 
+# The job's own packages: what an earlier step installed into the job's python3 (after
+# actions/setup-python, `pip install -r requirements-test.txt`; a virtualenv put on PATH;
+# `pip install -e .`) is importable by the tests, after azpytest's own locked packages (a
+# .pth file: site-packages folders added with their own .pth files, behind the venv's).
+site_dir=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+"$python" - "$site_dir/azpytest-job-site.pth" <<'PY'
+import site
+import sys
+
+folders = [p for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages"))]
+with open(sys.argv[1], "w", encoding="utf-8") as pth:
+    for folder in dict.fromkeys(folders):
+        pth.write(f"import site; site.addsitedir({folder!r})\n")
+PY
+
 # The project's own test dependencies: requirement files or package names, one per word,
-# resolved together.
+# resolved together, with azpytest's locked versions as constraints (a requirement that
+# would replace one of them is refused rather than installed over it).
 extra=()
 set -f # words, not globs: `psycopg[binary]` is a package name
 for item in ${AZPYTEST_REQUIREMENTS:-}; do
@@ -78,7 +94,26 @@ for item in ${AZPYTEST_REQUIREMENTS:-}; do
 done
 set +f
 if [ ${#extra[@]} -gt 0 ]; then
-  "$uv" pip install --python "$venv/bin/python" --quiet "${extra[@]}"
+  constraints="$runner_temp/azpytest-constraints.txt"
+  # The locked lines with their markers (`pycparser==3.12 ; python_full_version >= '3.11'`).
+  sed -n 's/^\([A-Za-z0-9_.-]*==[^\\]*[^\\ ]\) *\\$/\1/p' "$action_path/requirements/action.txt" >"$constraints"
+  if ! said=$("$uv" pip install --python "$venv/bin/python" --quiet -c "$constraints" "${extra[@]}" 2>&1); then
+    cause=$(printf '%s\n' "$said" | grep -o 'Because .*' | head -n 1 || true)
+    pinned=""
+    while read -r pin; do
+      if printf '%s\n' "$cause" | grep -qiF "${pin%%==*}=="; then
+        pinned=${pin%% *}
+        break
+      fi
+    done <"$constraints"
+    if [ -n "$pinned" ]; then
+      echo "::error title=azpytest: requirements conflict::requirements: they need another version of ${pinned%%==*}, which azpytest pins at $pinned (uv: ${cause:-no cause given}). Loosen that requirement, or install the tests' packages in the job's Python before this step (they are importable, behind azpytest's own)."
+    else
+      first=$(printf '%s\n' "$said" | grep -v '^ *$' | tr '\n' ' ' | cut -c1-600 || true)
+      echo "::error title=azpytest: requirements not installed::requirements: uv could not install them: $first Check the package names and files in the requirements input."
+    fi
+    exit 2
+  fi
 fi
 
 echo "python=$venv/bin/python" >>"${GITHUB_OUTPUT:-/dev/null}"

@@ -44,6 +44,7 @@ from azure.core.credentials import AccessTokenInfo, TokenRequestOptions
 
 from azpytest import errors
 from azpytest.github import Workflow
+from azpytest.kubetoken import BROKER_VARIABLE
 from azpytest.settings import Settings
 
 API_VERSION = "2019-08-01"
@@ -485,6 +486,8 @@ def child_env(
     if removed:
         workflow.notice(errors.broker_removed_variables(removed), title=errors.BROKER_TITLE)
     env.update(broker.env())
+    # kube-token's fast path asks this broker only (not another IDENTITY_ENDPOINT).
+    env[BROKER_VARIABLE] = broker.endpoint
     for name, value in (
         ("AZURE_TENANT_ID", settings.tenant_id),
         ("AZURE_CLIENT_ID", settings.client_id),

@@ -196,14 +196,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _step(args: argparse.Namespace) -> int:
+    workflow = Workflow(os.environ)
+    try:
+        return _step_with(args, workflow)
+    finally:
+        workflow.finish()
+
+
+def _step_with(args: argparse.Namespace, workflow: Workflow) -> int:
     from azpytest import settings
     from azpytest.steps import cleanup, prepare
     from azpytest.steps import run as runner
 
-    workflow = Workflow(os.environ)
     try:
         if args.command == "cleanup":
-            return cleanup.run(settings.load_run_dir(_flags(args), os.environ))
+            flags = _flags(args)
+            latest = None if flags.get("run-dir") else settings.latest_link(os.environ)
+            return cleanup.run(settings.load_run_dir(flags, os.environ), latest)
         loaded = settings.load(_flags(args), os.environ)
         if args.command == "run":
             return runner.run(loaded, workflow)

@@ -11,7 +11,16 @@ Secrets reach dbt only through its environment, never its arguments. When the pr
 holds the `connections.yaml` that `azpytest prepare` wrote and its dbt target logs in with
 Entra (`auth: entra`), `run_dbt` asks the credential for a fresh access token for every dbt
 invocation and hands it over as `AZPYTEST_<CONNECTION>_TOKEN` (and `..._TOKEN_EXPIRES_ON`),
-the variables the profiles.yml target reads; a token already in `env` is used as it is.
+the variables the profiles.yml target reads. A token already in `env` is used as it is only
+when it was set by hand (no `..._EXPIRES_ON` beside it): one that azpytest fetched earlier (an
+`azpytest exec` around this process) is replaced, so each dbt invocation starts with a fresh
+token however long the run has been going.
+
+Every other variable that profile reads (`env_var('AZPYTEST_...')` without a default) must be
+set before dbt starts: dbt 1.11 renders a missing one in `password` as the literal text and
+fails later with a login error that names nothing. `profile_environment` checks them and
+raises `ProfileVariableMissing` (one line naming the variable and how to provide it);
+`run_dbt` and `azpytest exec -- dbt ...` call it before dbt starts.
 """
 
 from __future__ import annotations
@@ -45,6 +54,13 @@ _FALLBACK_LINES = 5
 
 class DbtNotFound(RuntimeError):
     """No dbt executable next to this Python or on PATH."""
+
+
+class ProfileVariableMissing(RuntimeError):
+    """A variable the written profile reads is unset; the message is one line naming it."""
+
+
+_ENV_VAR = re.compile(r"env_var\('([A-Za-z_][A-Za-z0-9_]*)'\)")  # no default: required
 
 
 @dataclass(frozen=True)
@@ -113,7 +129,7 @@ def run_dbt(
     command += ["--profiles-dir", str(profiles_dir)]
     if target is not None:
         command += ["--target", target]
-    child.update(_entra_token(Path(profiles_dir), child, credential))
+    child.update(profile_environment(Path(profiles_dir), child, credential))
     (output / RUN_RESULTS).unlink(missing_ok=True)  # never report an earlier run's results
     began = time.monotonic()
     proc = subprocess.run(
@@ -138,6 +154,28 @@ def run_dbt(
     )
 
 
+def profile_environment(
+    profiles_dir: Path, environ: Mapping[str, str], credential: TokenCredential | None = None
+) -> dict[str, str]:
+    """What dbt needs added to `environ` for the profile `azpytest prepare` wrote in
+    `profiles_dir`: an `auth: entra` target's token, fetched now. Any other variable the
+    profile reads and `environ` lacks raises ProfileVariableMissing. A folder without
+    azpytest's connections.yaml holds a profile of the user's own: nothing is checked."""
+    connections = profiles_dir / profiles.CONNECTIONS_FILE
+    written = profiles_dir / profiles.PROFILES_FILE
+    if not connections.is_file() or not written.is_file():
+        return {}
+    token = profiles.dbt_token(connections)
+    sources = profiles.variable_sources(connections)
+    for name in _ENV_VAR.findall(written.read_text(encoding="utf-8")):
+        if name not in environ and (token is None or name != token[0]):
+            connection, field, secret = sources.get(name, (None, None, None))
+            raise ProfileVariableMissing(
+                errors.dbt_variable_unset(str(written), name, connection, field, secret)
+            )
+    return _entra_token(profiles_dir, environ, credential)
+
+
 def _entra_token(
     profiles_dir: Path, environ: Mapping[str, str], credential: TokenCredential | None
 ) -> dict[str, str]:
@@ -146,8 +184,10 @@ def _entra_token(
     if not connections.is_file():
         return {}
     need = profiles.dbt_token(connections)
-    if need is None or environ.get(need[0]):
+    if need is None:
         return {}
+    if environ.get(need[0]) and not environ.get(f"{need[0]}_EXPIRES_ON"):
+        return {}  # a token set by hand (no expiry beside it): dbt uses it as it is
     variable, scope = need
     if credential is not None:
         token = credential.get_token(scope)

@@ -1005,6 +1005,125 @@ def failed_tests_capped(named: int, failed: int) -> str:
     )
 
 
+def attempts_superseded(superseded: list[tuple[str, int, int]]) -> str:
+    """The merge kept the latest attempt of shards that a re-run of failed jobs ran again."""
+    shards = ", ".join(
+        f"{name} (attempt {kept}; {count} earlier left out)" for name, kept, count in superseded
+    )
+    return (
+        f"Re-run jobs: the results of the latest attempt of each shard are merged, the earlier "
+        f"attempts' left out: {shards}."
+    )
+
+
+def nothing_to_rerun(earlier: str) -> str:
+    return (
+        f"Nothing to rerun: {earlier} lists no failed test, so no test ran; the earlier run's "
+        "results stand."
+    )
+
+
+def empty_shard(which: str) -> str:
+    number, _, count = which.partition("/")
+    return (
+        f"Shard {number} of {count} got no test: the suite (or its rerun) has fewer tests "
+        "than shards. It passes; the merge of all shards judges the whole run."
+    )
+
+
+def no_test_ran(files: int) -> str:
+    where = "the JUnit file holds" if files == 1 else f"the {files} JUnit files hold"
+    return (
+        f"No test ran: {where} no test case. A filter that matches nothing would pass as "
+        "green; fix the tests/markers inputs, or set allow-no-tests: true if an empty run is "
+        "expected."
+    )
+
+
+def module_not_installed(module: str) -> str:
+    return (
+        f"`{module}` is not installed where pytest ran: install the tests' packages into the "
+        "job's Python in an earlier step (actions/setup-python, then pip install -r "
+        "requirements-test.txt; azpytest's environment sees them), or name them in the "
+        "action's `requirements` input."
+    )
+
+
+# ---------------------------------------------------------------------------- dbt (issue 18)
+
+
+def dbt_variable_unset(
+    profile: str, variable: str, connection: str | None, field: str | None, secret: str | None
+) -> str:
+    """A variable the written dbt profile reads is unset: dbt would send its literal text."""
+    if field == "token":
+        holds = f"the Entra access token of connection {connection!r}"
+        how = (
+            "run dbt as `azpytest exec -- dbt ...` (it fetches a fresh token for each run) "
+            "or through the dbt fixture"
+        )
+    else:
+        source = f" (Key Vault secret {secret!r})" if secret else ""
+        holds = f"the {field} of connection {connection!r}{source}" if field else "a value"
+        how = (
+            "run dbt in a step after `azpytest prepare` with the profiles input (it exports "
+            "the variable), or outside Actions through `azpytest exec -- dbt ...`"
+        )
+    return f"{profile} reads {variable}, which is not set: it holds {holds}; {how}"
+
+
+def profiles_secret_not_found(
+    diagnosis: Diagnosis, *, vault: str, secret: str, where: str
+) -> Diagnosis:
+    """`secret_not_found` of a secret that the profiles input names (at `where`)."""
+    close = diagnosis.cause.partition("deleted.")[2]  # " Close names that exist: ...", or ""
+    return Diagnosis(
+        kind="profiles-secret-not-found",
+        what=f"Key Vault {vault} has no secret named {secret!r} (profiles: {where}).",
+        cause=f"the name in the profiles input is misspelt, or the secret was deleted.{close}",
+        fix=(
+            f"Correct `{where}: {{secret: ...}}` in `profiles`, or create it: `az keyvault "
+            f"secret set --vault-name {vault} --name {secret} --file <value-file>`."
+        ),
+    )
+
+
+def secret_whitespace(secret: str, env: str) -> str:
+    return (
+        f"Key Vault secret {secret!r} ({env}) has whitespace at its ends (a trailing newline?), "
+        "kept as it is: a host name or password with it fails; remove it in Key Vault "
+        "(`az keyvault secret set --value`) or set strip-secret-whitespace: true"
+    )
+
+
+def secret_whitespace_stripped(secret: str, env: str) -> str:
+    return (
+        f"azpytest: Key Vault secret {secret!r} ({env}): whitespace at its ends removed "
+        "(strip-secret-whitespace)"
+    )
+
+
+def dotenv_withheld(env_file: object, names: Sequence[str]) -> str:
+    """The `.env` variables that would change the tests' credential chain, not loaded in CI
+    (names only: a value is never shown)."""
+    return (
+        f"{env_file} sets {', '.join(names)}: not loaded in CI, where the tests' identity is the "
+        "job's (GitHub OIDC); with them DefaultAzureCredential would try another credential "
+        "first (an empty AZURE_CLIENT_SECRET fails). Local runs still load them."
+    )
+
+
+def suite_loaded_credential_variables(names: Sequence[str]) -> str:
+    """Credential-chain variables the suite put in its own environment (its .env), removed
+    under the token broker in CI (names only: a value is never shown)."""
+    return (
+        f"azpytest: warning: {', '.join(names)} removed from the tests' environment, where the "
+        "suite put them (a .env it loads?): in CI the tests' identity is the job's, through the "
+        "token broker, and with them DefaultAzureCredential would try another credential first "
+        "(an empty AZURE_CLIENT_SECRET fails). Set broker: false to keep them."
+    )
+
+
 # Azure SQL (azuresql.py): the driver, and the refusals of a login with the job's token.
 
 

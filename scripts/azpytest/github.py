@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TextIO
 
+from azpytest import maskchannel
 from azpytest.masking import mask_forms
 
 
@@ -26,8 +27,12 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+WARNINGS_SHOWN = 10  # warning annotations GitHub shows per step; the rest it drops silently
+
+
 class Workflow:
-    """One step's view of the runner. Construct it once, at the entry point."""
+    """One step's view of the runner. Construct it once, at the entry point; `finish()` at
+    its end."""
 
     def __init__(self, environ: Mapping[str, str], out: TextIO | None = None) -> None:
         self.environ = environ
@@ -35,6 +40,19 @@ class Workflow:
         self.in_actions = environ.get("GITHUB_ACTIONS") == "true"
         self.masked: set[str] = set()
         self.exported: dict[str, str] = {}
+        self.warnings = 0  # warnings this step gave, annotated or not
+
+    def finish(self) -> None:
+        """The step's last word: how many warnings went to the log only (past GitHub's cap)."""
+        if self.warnings >= WARNINGS_SHOWN:
+            shown = WARNINGS_SHOWN - 1
+            self.annotate(
+                "warning",
+                f"{self.warnings} warnings in all: the first {shown} are annotations, the other "
+                f"{self.warnings - shown} are in this step's log (lines 'azpytest: warning:'); "
+                f"GitHub shows {WARNINGS_SHOWN} warning annotations per step.",
+                title="azpytest: more warnings in the log",
+            )
 
     # ------------------------------------------------------------------ workflow commands
 
@@ -49,8 +67,18 @@ class Workflow:
         self.out.flush()
 
     def mask(self, value: str, *, encoded: bool = False) -> None:
-        """Hide `value` in the job log before anything can print it."""
-        for form in mask_forms(value, encoded=encoded):
+        """Hide `value` in the job log before anything can print it. Under `azpytest run`
+        (the test process, its xdist workers, what they start), `run` writes the commands
+        for us through the mask channel, out of pytest's capture, and has when this returns."""
+        maskchannel.masked(value)
+        forms = [form for form in mask_forms(value, encoded=encoded) if form not in self.masked]
+        if not forms:
+            return
+        channel = self.environ.get(maskchannel.ENV_VARIABLE)
+        if channel and maskchannel.send(channel, value, encoded=encoded):
+            self.masked.update(forms)
+            return
+        for form in forms:
             if form in self.masked:
                 continue
             self.masked.add(form)
@@ -91,7 +119,15 @@ class Workflow:
         file: str | None = None,
         line: int | None = None,
     ) -> None:
-        self.annotate("warning", message, title=title, file=file, line=line)
+        """An annotation for the first warnings, a log line for those past GitHub's cap (one
+        annotation left for `finish()` to count them)."""
+        self.warnings += 1
+        if self.warnings < WARNINGS_SHOWN:
+            self.annotate("warning", message, title=title, file=file, line=line)
+            return
+        where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
+        label = f"{title}: " if title else ""
+        print(f"azpytest: warning: {where}{label}{message}", file=self.out, flush=True)
 
     def notice(
         self,

@@ -176,6 +176,13 @@ INPUTS: tuple[Input, ...] = (
         kind="yaml",
     ),
     Input(
+        "strip-secret-whitespace",
+        "remove whitespace (a trailing newline) at the ends of Key Vault values",
+        IDENTITY,
+        kind="bool",
+        steps=("prepare",),
+    ),
+    Input(
         "run-dir",
         "folder for this run's files (default $RUNNER_TEMP/azpytest/<run>)",
         IDENTITY,
@@ -207,7 +214,13 @@ INPUTS: tuple[Input, ...] = (
         RUN,
         kind="words",
     ),
-    Input("working-directory", "where pytest runs", RUN, kind="path"),
+    Input(
+        "working-directory",
+        "where pytest runs (the report finds test files from it)",
+        RUN,
+        kind="path",
+        steps=(*STEPS, "report"),
+    ),
     Input("workers", "pytest-xdist workers (-n): a number or auto", RUN),
     Input(
         "junit-path",
@@ -231,7 +244,13 @@ INPUTS: tuple[Input, ...] = (
         RUN,
         kind="path",
     ),
-    Input("allow-no-tests", "do not fail when pytest collects no tests", RUN, kind="bool"),
+    Input(
+        "allow-no-tests",
+        "do not fail when pytest collects no tests",
+        RUN,
+        kind="bool",
+        steps=(*STEPS, "report"),
+    ),
     Input(
         "rerun-failed-from",
         "run only the tests that failed or errored in this JUnit file",

@@ -1,7 +1,8 @@
 """Read the connection metadata from Key Vault: every secret at once, each access audited.
 
 One `SecretClient`, a thread pool, and the vault token asked for while Key Vault's first
-401 challenge is in flight: twenty secrets cost about three round trips, not sixty.
+401 challenge is in flight; the other requests go out once one has carried the token (one
+challenge per prepare, not one per thread): twenty secrets cost about three round trips.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import difflib
 import json
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,12 @@ def fetch(settings: Settings, identity: Identity, audit: AuditLog) -> list[Fetch
     # One connection per worker, so the pool never drops and re-opens TLS connections. The
     # bounds go to the transport (a client given transport= ignores its own); _call retries
     # transient answers within the deadline, so the SDK does not.
+    authorized = threading.Event()  # a request went out with the token: the challenge is known
+
+    def seen(request: Any) -> None:  # after the challenge policy, for every request it sends
+        if "Authorization" in request.http_request.headers:
+            authorized.set()
+
     client = SecretClient(
         settings.key_vault,
         identity,
@@ -92,6 +99,7 @@ def fetch(settings: Settings, identity: Identity, audit: AuditLog) -> list[Fetch
             identity.workflow.environ, http.Timeouts(settings.timeout), pool_size=MAX_WORKERS
         ),
         retry_total=0,
+        raw_request_hook=seen,
     )
     globs = [s for s in settings.secrets if s.is_glob]
     named = [s for s in settings.secrets if not s.is_glob]
@@ -105,9 +113,18 @@ def fetch(settings: Settings, identity: Identity, audit: AuditLog) -> list[Fetch
             if settings.tenant_id
             else {"enable_cae": True},
         )
-        listed: dict[str, Any] = {}
-        if globs:
-            listed = _call(
+        wanted = [(s.source, s.env or env_name_for(s.source)) for s in named]
+        if not wanted and not globs:
+            return []
+
+        def get(name: str, env: str) -> Future[FetchedSecret]:
+            return pool.submit(_get, client, settings, identity, audit, vault, name, env)
+
+        # One request draws Key Vault's challenge (the glob's listing, else the first read);
+        # the others go out once a request carried the token, so none is sent without it.
+        opener: Future[Any] = (
+            pool.submit(
+                _call,
                 lambda: {p.name: p for p in client.list_properties_of_secrets()},
                 identity,
                 settings,
@@ -115,7 +132,14 @@ def fetch(settings: Settings, identity: Identity, audit: AuditLog) -> list[Fetch
                 None,
                 "secrets/readMetadata/action",
             )
-        wanted = [(s.source, s.env or env_name_for(s.source)) for s in named]
+            if globs
+            else get(*wanted[0])
+        )
+        opener.add_done_callback(lambda _: authorized.set())
+        authorized.wait()
+        futures: list[Future[Any]] = [] if globs else [opener]
+        futures += [get(name, env) for name, env in wanted[len(futures) :]]
+        listed: dict[str, Any] = opener.result() if globs else {}
         taken = {name.lower() for name, _ in wanted}
         for spec in globs:
             for name, props in sorted(listed.items()):
@@ -140,11 +164,7 @@ def fetch(settings: Settings, identity: Identity, audit: AuditLog) -> list[Fetch
                         )
                     )
                     continue
-                wanted.append((name, env))
-        futures = [
-            pool.submit(_get, client, settings, identity, audit, vault, name, env)
-            for name, env in wanted
-        ]
+                futures.append(get(name, env))
         warm.exception()  # a failure here shows again, diagnosed, in the first get
         return [f.result() for f in futures]
 

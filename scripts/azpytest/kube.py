@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import datetime as dt
-import json
 import logging
 import os
 import re
 import sys
+import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,19 +30,17 @@ import requests
 import yaml
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
-from azpytest import errors, http, identity
+from azpytest import errors, http, identity, kubetoken
 from azpytest.clouds import AKS_SERVER_ID, DEFAULT_AUDIENCE
 from azpytest.github import Workflow
 from azpytest.identity import Identity
 from azpytest.inputs import INPUTS
-from azpytest.rundir import BIN, KUBECONFIG, RunDir
+from azpytest.kubetoken import EXEC_V1, EXEC_V1BETA1, exec_api_version
+from azpytest.rundir import BIN, ENV_VARIABLE, KUBECONFIG, RunDir
 from azpytest.settings import InputError, Settings
 from azpytest.settings import load as load_settings
 
 API_VERSION = "2025-10-01"
-EXEC_V1 = "client.authentication.k8s.io/v1"
-EXEC_V1BETA1 = "client.authentication.k8s.io/v1beta1"
-EXEC_API_VERSIONS = (EXEC_V1, EXEC_V1BETA1)
 # User fields that hold a credential: masked (with their base64 and decoded forms) at once.
 _SECRET_FIELDS = ("client-key-data", "client-certificate-data", "token", "password")
 
@@ -298,7 +295,8 @@ def kube_token_user(server_id: str, settings: Settings) -> dict[str, Any]:
             "apiVersion": EXEC_V1,
             "command": os.path.abspath(sys.executable),
             "args": args,
-            "env": None,
+            # The run folder, where invocations share a cached token (kubetoken).
+            "env": [{"name": ENV_VARIABLE, "value": str(settings.run_dir)}],
             "interactiveMode": "Never",
             "provideClusterInfo": False,
             "installHint": errors.kube_token_install_hint(os.path.abspath(sys.executable)),
@@ -334,35 +332,6 @@ class _Parser(argparse.ArgumentParser):
         raise _BadFlags(message)
 
 
-def exec_api_version(exec_info: str | None, default: str = EXEC_V1) -> str:
-    """The ExecCredential apiVersion kubectl asks for in KUBERNETES_EXEC_INFO."""
-    if not exec_info:
-        return default
-    try:
-        data = json.loads(exec_info)
-    except ValueError:
-        raise ValueError("KUBERNETES_EXEC_INFO is not JSON") from None
-    version = data.get("apiVersion") if isinstance(data, dict) else None
-    if not version:
-        return default
-    if version not in EXEC_API_VERSIONS:
-        raise ValueError(
-            f"KUBERNETES_EXEC_INFO asks for {version}; kube-token answers "
-            f"{' or '.join(EXEC_API_VERSIONS)}"
-        )
-    return str(version)
-
-
-def exec_credential(api_version: str, token: str, expires_on: int) -> dict[str, Any]:
-    expiry = dt.datetime.fromtimestamp(expires_on, dt.timezone.utc)
-    return {
-        "kind": "ExecCredential",
-        "apiVersion": api_version,
-        "spec": {"interactive": False},
-        "status": {"token": token, "expirationTimestamp": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")},
-    }
-
-
 # The inputs kube-token reads; the variables of every other input are not looked at, so a
 # value only prepare uses cannot fail the plugin under kubectl.
 _TOKEN_INPUTS = {"tenant-id", "client-id", "cloud", "audience", "env-file", "debug", "timeout"}
@@ -383,8 +352,31 @@ def token_main(server_id: str, flags: Mapping[str, str | None]) -> int:
 def _print_credential(
     prefix: str, server_id: str, flags: Mapping[str, str | None], api_version: str
 ) -> int:
-    """Get a token for the AKS server app and print the ExecCredential (the shared core of
-    kube-token and the kubelogin stand-in)."""
+    """Print the ExecCredential (the shared core of kube-token and the kubelogin stand-in):
+    a good token from the run folder's cache, else a fresh one, cached for the invocations
+    that follow. The cache's lock is held while Entra is asked, so concurrent kubectl calls
+    make one request between them."""
+    run_dir = kubetoken.cache_run_dir(os.environ)
+    if run_dir is None:
+        return _fetch_and_print(prefix, server_id, flags, api_version, None)
+    key = kubetoken.cache_key(server_id, flags, os.environ)
+    with kubetoken.locked(run_dir, key) as cache:
+        held = cache.read(time.time()) if cache is not None else None
+        if held is not None:
+            kubetoken.seen(held.token)
+            kubetoken.print_credential(api_version, held.token, held.expires_on)
+            return 0
+        return _fetch_and_print(prefix, server_id, flags, api_version, cache)
+
+
+def _fetch_and_print(
+    prefix: str,
+    server_id: str,
+    flags: Mapping[str, str | None],
+    api_version: str,
+    cache: kubetoken.Cache | None,
+) -> int:
+    """Get a token for the AKS server app from the job's credential and print it."""
     ignored = {
         variable
         for spec in INPUTS
@@ -404,6 +396,7 @@ def _print_credential(
     # Under kubectl no workflow command may be sent (and stdout is kubectl's): the runner's
     # environment minus GITHUB_ACTIONS makes every Workflow call print nothing.
     workflow = Workflow({**os.environ, "GITHUB_ACTIONS": ""}, out=sys.stderr)
+    started = time.time()
     try:
         who = identity.build(loaded, workflow)
         try:
@@ -421,23 +414,13 @@ def _print_credential(
         else:
             print(errors.tool_crashed(prefix, exc), file=sys.stderr, flush=True)
         return 1
-    credential = exec_credential(api_version, token.token, token.expires_on)
-    sys.stdout.write(json.dumps(credential) + "\n")
-    sys.stdout.flush()
+    if cache is not None:
+        cache.write(kubetoken.hold(token.token, token.expires_on, started))
+    kubetoken.print_credential(api_version, token.token, token.expires_on)
     return 0
 
 
 # ---------------------------------------------------------------------------- kubelogin
-
-
-# kubelogin's --environment names -> our cloud names.
-_KUBELOGIN_CLOUDS = {
-    "azurepubliccloud": "AzureCloud",
-    "azurecloud": "AzureCloud",
-    "azureusgovernmentcloud": "AzureUSGovernment",
-    "azureusgovernment": "AzureUSGovernment",
-    "azurechinacloud": "AzureChinaCloud",
-}
 
 
 def kubelogin_main(argv: list[str] | None = None) -> int:
@@ -474,16 +457,7 @@ def kubelogin_main(argv: list[str] | None = None) -> int:
     except (_BadFlags, ValueError) as exc:
         print(errors.kubelogin_get_token_error(exc), file=sys.stderr, flush=True)
         return 2
-    cloud = _KUBELOGIN_CLOUDS.get((options.environment or "").replace(" ", "").lower())
-    # kubelogin's --client-id names the az CLI's public app in ARM's kubeconfigs: not ours.
-    flags: dict[str, str | None] = {
-        "tenant-id": None,
-        "client-id": None,
-        "cloud": cloud,
-        "audience": None,
-    }
-    if not (os.environ.get("AZPYTEST_TENANT_ID") or os.environ.get("AZURE_TENANT_ID")):
-        flags["tenant-id"] = options.tenant_id
+    flags = kubetoken.kubelogin_flags(options.tenant_id, options.environment, os.environ)
     return _print_credential(errors.KUBELOGIN_PREFIX, options.server_id, flags, api_version)
 
 
@@ -512,8 +486,8 @@ def install_kubelogin(run_dir: RunDir, mode: str, environ: Mapping[str, str]) ->
         f"#!{sys.executable} -P\n"
         "# kubelogin stand-in written by azpytest (get-token from the job's credential)\n"
         "import sys\n"
-        "from azpytest.kube import kubelogin_main\n"
-        "sys.exit(kubelogin_main())\n",
+        "from azpytest.__main__ import kubelogin\n"
+        "sys.exit(kubelogin())\n",
         encoding="utf-8",
     )
     script.chmod(0o755)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import quote, quote_plus
 
@@ -40,8 +41,9 @@ ALWAYS_SCRUBBED = ("IDENTITY_HEADER",)
 
 
 def mask_forms(value: str, *, encoded: bool = False) -> list[str]:
-    """Every string the runner must hide for `value`: itself and each line of it; with
-    `encoded`, also its JSON-escaped and base64 forms (for values we write in those forms)."""
+    """Every string the runner must hide for `value`: itself and each line of it, and their
+    Python repr and ascii forms where they differ; with `encoded`, also its JSON-escaped and
+    base64 forms (for values we write in those forms)."""
     forms: list[str] = []
 
     def add(form: str) -> None:
@@ -52,6 +54,12 @@ def mask_forms(value: str, *, encoded: bool = False) -> list[str]:
     for line in value.splitlines():
         if len(line.strip()) >= MIN_MASKED_LINE:
             add(line.strip())
+    # As Python prints it in a repr (a dict, a list, logging's %r, -s output, which only the
+    # runner's masks can hide): backslashes doubled, quotes and non-ASCII escaped.
+    for text in [value, *(line.strip() for line in value.splitlines())]:
+        if len(text) >= MIN_MASKED_LINE:
+            add(repr(text)[1:-1])
+            add(ascii(text)[1:-1])
     if encoded:
         add(json.dumps(value, ensure_ascii=False)[1:-1])
         add(json.dumps(value)[1:-1])
@@ -107,11 +115,27 @@ class Scrubber:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Scrubber:
         """The values of the variables prepare masked (named in the run folder's
-        prepared.json, never stored there) and of the broker's header."""
+        prepared.json, never stored there), of the broker's header, and the tokens `run`
+        masked (its 0600 record, deleted at cleanup)."""
         run_dir = RunDir.from_environment(environ)
         names = run_dir.masked_variables() if run_dir is not None else []
         names += ALWAYS_SCRUBBED
-        return cls(environ[name] for name in names if environ.get(name))
+        values = [environ[name] for name in names if environ.get(name)]
+        return cls([*values, *(read_tokens(run_dir) if run_dir is not None else [])])
+
+
+def read_tokens(run_dir: RunDir) -> list[str]:
+    """The tokens `run` masked (`write_tokens`), or none."""
+    try:
+        values = json.loads(run_dir.tokens.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [value for value in values if isinstance(value, str)] if isinstance(values, list) else []
+
+
+def write_tokens(run_dir: RunDir, values: Iterable[str]) -> None:
+    """Record the tokens `run` masked for the steps after it (0600, deleted at cleanup)."""
+    run_dir.write_private(run_dir.tokens.name, json.dumps(sorted(set(values))))
 
 
 class _Automaton:
@@ -288,3 +312,26 @@ def _base64_forms(data: bytes) -> set[str]:
             for newline in ("\n", "\r\n"):
                 forms.add(encoded[:cut] + newline + encoded[cut:])
     return forms
+
+
+# What needs no secret to recognise: the merge job, which knows none, blanks these in every
+# text it writes (a second line of defence behind the shards' scrubbing), as the report of
+# each shard does. A JSON Web Token (an Entra, GitHub or Kubernetes token: three base64url
+# parts, the first a JSON object), a PEM private key's body, a SAS signature or an account
+# key in a connection string or a URL.
+_SHAPES = re.compile(
+    r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
+    r"|(?<=-----BEGIN )(?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?(?=-----END |\Z)"
+    r"|(?<=[?&;]sig=)[^&\s\"'<]{8,}"
+    r"|(?<=AccountKey=)[^;\s\"'<]{8,}"
+    r"|(?<=SharedAccessKey=)[^;\s\"'<]{8,}",
+    re.IGNORECASE,
+)
+
+
+def scrub_shapes(text: str) -> str:
+    """`text` with every token, private key body and signature that `_SHAPES` knows by its
+    shape replaced by ***; `text` itself when there is none."""
+    if "eyJ" not in text and "PRIVATE KEY" not in text.upper() and "=" not in text:
+        return text
+    return _SHAPES.sub(MASK, text)

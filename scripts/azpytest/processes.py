@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import BinaryIO
 
 # After the first SIGINT or SIGTERM, the whole group (xdist's workers included) gets this
 # long for its teardown, then SIGKILL. GitHub cancels a step with SIGINT, then SIGTERM 7.5 s
@@ -171,8 +172,10 @@ def run_group(
     *,
     interrupt: int | None = None,
     on_start: Callable[[Group], object] | None = None,
+    relay: LineRelay | None = None,
 ) -> Outcome:
-    """Run `command` in a new session, its output straight to ours (live).
+    """Run `command` in a new session, its output straight to ours (live); with `relay`, its
+    stdout and stderr through a pipe that `relay` copies to ours as it comes.
 
     SIGINT and SIGTERM go to its whole group: the first as `interrupt` when given (pytest
     stops gracefully, teardown and JUnit, only on SIGINT), any later one as it came.
@@ -183,11 +186,22 @@ def run_group(
     forwarder = _Forwarder(interrupt)
     previous = {sig: signal.signal(sig, forwarder.handle) for sig in _FORWARDED}
     try:
-        child = subprocess.Popen(command, env=env, cwd=cwd, start_new_session=True)
+        child = subprocess.Popen(
+            command,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            stdout=subprocess.PIPE if relay is not None else None,
+            stderr=subprocess.STDOUT if relay is not None else None,
+        )
     except BaseException:
         _restore(previous)
         raise
     group = Group.led_by(child.pid)
+    copier = None
+    if relay is not None and child.stdout is not None:
+        copier = threading.Thread(target=relay.copy, args=(child.stdout,), daemon=True)
+        copier.start()
     try:
         forwarder.attach(group)
         if on_start is not None:
@@ -206,12 +220,64 @@ def run_group(
                 forwarder.killed.set()
         forwarder.stop()  # a signal may have come while the leftovers were ended
         _restore(previous)
+        if copier is not None:
+            # Its group is gone, so the pipe's other end is closed: what is left in it is
+            # read at once (a process that left the group and holds it is not waited for).
+            copier.join(_KILL_WAIT_SECONDS)
     return Outcome(
         code=status if status >= 0 else 128 - status,
         received=forwarder.received[0] if forwarder.received else None,
         killed=forwarder.killed.is_set(),
         leftovers=leftovers,
     )
+
+
+class LineRelay:
+    """A command's output copied to ours as it comes, and our own lines put between its lines.
+
+    The runner acts on a workflow command (`::add-mask::`) only at the start of a line, and
+    hides a value only in what it reads after that line: `line` writes a command of ours on
+    a line of its own (ending the command's unfinished line first, if any), in order with
+    the command's output, so what the command prints after `line` returns comes after it.
+    """
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+        self._at_line_start = True
+
+    def copy(self, source: BinaryIO) -> None:
+        """Copy `source` to our output until its end (in a thread of its own)."""
+        fd = source.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.write(chunk)
+        source.close()
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        with self._lock:
+            self._out.write(data)
+            self._out.flush()
+            self._at_line_start = data.endswith(b"\n")
+
+    def line(self, text: str) -> None:
+        """`text` (one or more whole lines) at the start of a line, flushed."""
+        data = text.encode("utf-8")
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        with self._lock:
+            if not self._at_line_start:
+                data = b"\n" + data
+            self._out.write(data)
+            self._out.flush()
+            self._at_line_start = True
 
 
 class _Forwarder:

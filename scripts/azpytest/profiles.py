@@ -68,6 +68,7 @@ from azpytest.rundir import CONNECTIONS, PROFILES, RunDir
 INPUT = "profiles"
 CONNECTIONS_FILE = CONNECTIONS
 PROFILES_FILE = PROFILES
+DBT_PROJECT_FILE = "dbt_project.yml"
 
 KINDS = ("postgres", "azure-sql")
 AUTHS = ("password", "entra")
@@ -373,6 +374,27 @@ def _dbt(raw: Any, connections: tuple[ConnectionSpec, ...]) -> DbtSpec:
     )
 
 
+def check_project(spec: ProfilesSpec, folder: Path) -> None:
+    """The dbt section's profile must be the `profile:` of `folder`'s dbt_project.yml (dbt
+    otherwise fails with "Could not find profile named ..."). A project that names no profile,
+    or names it with Jinja, is not checked."""
+    assert spec.dbt is not None
+    path = folder / DBT_PROJECT_FILE
+    try:
+        data = load_yaml(str(path), path.read_text(encoding="utf-8"), "not valid YAML{where}")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise _fail("dbt.profile", f"cannot read {path} ({reason})") from None
+    expected = data.get("profile") if isinstance(data, dict) else None
+    if not isinstance(expected, str) or any(mark in expected for mark in _JINJA):
+        return
+    if expected != spec.dbt.profile:
+        raise _fail(
+            "dbt.profile",
+            f"{spec.dbt.profile!r} is not the profile {path} names: write profile: {expected}",
+        )
+
+
 # ---------------------------------------------------------------------------- the files
 
 
@@ -588,6 +610,22 @@ def dbt_token(path: Path) -> tuple[str, str] | None:
     kind = str(fields.get("kind"))
     scope = fields.get("scope") or PUBLIC.token_scope(kind)
     return variable(name, "token"), str(scope)
+
+
+def variable_sources(path: Path) -> dict[str, tuple[str, str, str | None]]:
+    """`variable -> (connection, field, Key Vault secret)` for each `{env: NAME}` field of a
+    connections.yaml, and each entra connection's token variable (no secret)."""
+    found: dict[str, tuple[str, str, str | None]] = {}
+    for name, fields in _read(path)["connections"].items():
+        if not isinstance(fields, dict):
+            continue
+        for field, raw in fields.items():
+            if isinstance(raw, dict) and raw.get("env"):
+                secret = raw.get("secret")
+                found[str(raw["env"])] = (str(name), str(field), str(secret) if secret else None)
+        if fields.get("auth") == "entra":
+            found[variable(str(name), "token")] = (str(name), "token", None)
+    return found
 
 
 def _load(

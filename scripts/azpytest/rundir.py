@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,8 +30,37 @@ JUNIT = "junit.xml"
 ARTIFACTS = "artifacts"
 BIN = "bin"  # the kubelogin stand-in, first on the tests' PATH
 AZ_CONFIG = "az"  # the az CLI's private config folder (it holds tokens)
+TOKENS = "tokens.json"  # the tokens `run` masked, for the report step's scrubber
 ENV_VARIABLE = "AZPYTEST_RUN_DIR"  # how later steps and the test process find the folder
 _MARKER_TEXT = "This folder was made by azpytest; `azpytest cleanup` deletes its credentials.\n"
+
+
+def fresh(path: Path) -> Path:
+    """`path`, else `path.2`, `path.3`, ...: the first that does not exist, made here (0700)
+    so that two processes never take the same one."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    candidate, number = path, 1
+    while True:
+        try:
+            candidate.mkdir(mode=0o700)
+            return candidate
+        except FileExistsError:
+            number += 1
+            candidate = path.with_name(f"{path.name}.{number}")
+
+
+def point_latest(link: Path, target: Path) -> None:
+    """Make `link` (a symlink beside `target`) point at it, atomically."""
+    temporary = link.with_name(f".{link.name}.{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(target.name if target.parent == link.parent else target)
+    os.replace(temporary, link)
+
+
+def forget_latest(link: Path, target: Path) -> None:
+    """Remove `link` if it points at `target` (a folder cleanup has emptied)."""
+    if link.is_symlink() and link.resolve() == target.resolve():
+        link.unlink(missing_ok=True)
 
 
 class GroupRecord(NamedTuple):
@@ -88,6 +116,10 @@ class RunDir:
         return self.path / CONNECTIONS
 
     @property
+    def tokens(self) -> Path:
+        return self.path / TOKENS
+
+    @property
     def junit(self) -> Path:
         return self.path / JUNIT
 
@@ -130,6 +162,16 @@ class RunDir:
         os.chmod(path, 0o600)
         return path
 
+    def open_private(self, name: str) -> int:
+        """A descriptor (read-write) of a credential file only its owner can read, created
+        0600 if missing (never truncated; made 0600 if it was wider), and recorded for
+        cleanup."""
+        self.create()
+        self._remember(name)
+        fd = os.open(self.path / name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)
+        return fd
+
     def private_folder(self, name: str) -> Path:
         """A 0700 folder for credentials (az's config, a private PATH entry), recorded."""
         self.create()
@@ -140,6 +182,8 @@ class RunDir:
 
     def forget(self, name: str) -> None:
         """Delete a recorded folder or file now (it stays in the record; cleanup skips it)."""
+        import shutil  # here: kube-token's fast path imports this module
+
         path = self.path / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -156,6 +200,8 @@ class RunDir:
 
     def delete_credentials(self) -> list[str]:
         """Delete what the record lists (inside this folder only); the names removed."""
+        import shutil
+
         removed: list[str] = []
         root = self.path.resolve()
         for name in self.recorded():

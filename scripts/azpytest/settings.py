@@ -27,11 +27,13 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from azpytest import rundir
 from azpytest.clouds import CLOUDS, DEFAULT_AUDIENCE, Cloud
 from azpytest.inputs import (
     BY_NAME,
@@ -58,6 +60,16 @@ _CLUSTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,61}[A-Za-z0-9]?$")
 # A URI (scheme:rest) of visible ASCII: what Entra's federated credentials take (<= 600).
 _AUDIENCE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[!-~]{1,590}$")
 FILE_LIMIT = 16 * 1024 * 1024  # bytes of a file an input names (.env, durations)
+# Variables that change the tests' credential chain (DefaultAzureCredential's environment
+# credential, a token file): a `.env` template's, empty or not, are not loaded in CI, where
+# the identity is the job's (GitHub OIDC).
+DOTENV_CI_WITHHELD = (
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_USERNAME",
+    "AZURE_PASSWORD",
+)
 MIN_PYTHON = (3, 10)
 PYTHON_TIMEOUT = 30  # seconds `python` has to print its version
 
@@ -82,6 +94,14 @@ class Settings:
     run: RunOptions = field(default_factory=lambda: RunOptions())
     notes: tuple[str, ...] = field(default=())  # warnings found while reading the inputs
     timeout: float = 40.0  # seconds one call to a service may take with its retries (http.py)
+    # No run-dir given: where `prepare` makes a folder of its own (each prepare one: two action
+    # steps in one job, or two runs on a laptop, never share), and on a laptop the `latest`
+    # link to the newest one, which run, exec and cleanup follow.
+    fresh_run_dir: Path | None = None
+    latest_link: Path | None = None
+    strip_secret_whitespace: bool = False  # Key Vault values lose whitespace at their ends
+    dbt_project: Path | None = None  # the dbt project whose profile: the profiles input matched
+    dotenv_withheld: tuple[str, ...] = ()  # .env variables not loaded in CI (DOTENV_CI_WITHHELD)
 
     @property
     def use_broker(self) -> bool:
@@ -92,6 +112,18 @@ class Settings:
     def rundir(self) -> RunDir:
         """The run folder's owner (paths, private writes, the cleanup record)."""
         return RunDir(self.run_dir)
+
+    def claim_run_dir(self, *, new: bool) -> Settings:
+        """This step's run folder, made. With no run-dir given, `prepare` (`new`) makes a
+        folder of its own (`fresh_run_dir`, else `.2`, `.3`, ...); run and exec do too unless
+        they found a prepared one (on a laptop, the `latest` link), which then points here."""
+        settings = self
+        if self.fresh_run_dir is not None and (new or self.run_dir == self.fresh_run_dir):
+            settings = replace(self, run_dir=rundir.fresh(self.fresh_run_dir))
+        settings.rundir.create()
+        if settings.latest_link is not None:
+            rundir.point_latest(settings.latest_link, settings.run_dir)
+        return settings
 
     @property
     def vault_name(self) -> str | None:
@@ -152,6 +184,7 @@ class _Source:
         self.in_actions = environ.get("GITHUB_ACTIONS") == "true"
         self.env = dict(environ)
         self.notes: list[str] = []
+        self.dotenv_withheld: list[str] = []
         spec = BY_NAME["env-file"]
         given = (flags.get(spec.name) or environ.get(spec.variable) or "").strip()
         if given:
@@ -168,6 +201,9 @@ class _Source:
                 reason = getattr(exc, "strerror", None) or "not UTF-8 text"
                 raise InputError(f"env-file {path}", f"cannot read it ({reason})") from None
             for key, value in values.items():
+                if self.in_actions and key in DOTENV_CI_WITHHELD:
+                    self.dotenv_withheld.append(key)
+                    continue
                 self.env.setdefault(key, value)  # the environment always wins
             self.env_file = path
         elif given and kind == "folder":
@@ -226,6 +262,8 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
             "DefaultAzureCredential will pick the identity"
         )
     profiles_spec = _profiles(get("profiles"), key_vault, cloud)
+    run_options = _run_options(get, source.env)
+    dbt_project = _dbt_project(get("dbt-project"), run_options.working_directory, profiles_spec)
     return Settings(
         tenant_id=tenant_id,
         client_id=client_id.lower() if client_id else None,
@@ -238,13 +276,18 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
         aks_cluster=cluster,
         aks_admin=get("aks-admin") == "true",
         run_dir=_folder_to_make("run-dir", _run_dir(get("run-dir"), source.env)),
+        fresh_run_dir=None if get("run-dir") else _default_run_dir(source.env),
+        latest_link=None if get("run-dir") else latest_link(source.env),
         in_actions=source.in_actions,
         env_file=source.env_file,
         debug=get("debug") == "true",
         profiles=profiles_spec,
-        run=_run_options(get, source.env),
+        run=run_options,
         notes=tuple(dict.fromkeys(source.notes)),
         timeout=float(get("timeout") or 40),
+        strip_secret_whitespace=get("strip-secret-whitespace") == "true",
+        dbt_project=dbt_project,
+        dotenv_withheld=tuple(source.dotenv_withheld),
     )
 
 
@@ -300,6 +343,28 @@ def _profiles(text: str | None, key_vault: str | None, cloud: Cloud) -> Profiles
     if spec.required_secrets() and key_vault is None:
         raise InputError("profiles", "a field reads a Key Vault secret: set key-vault too")
     return spec
+
+
+def _dbt_project(
+    given: str | None, working_directory: Path | None, spec: ProfilesSpec | None
+) -> Path | None:
+    """The dbt project the profiles input's dbt section serves, when it is known: the
+    dbt-project input (relative to working-directory), else working-directory or the current
+    folder when it holds a dbt_project.yml. Its `profile:` must be the one written."""
+    if spec is None or spec.dbt is None:
+        return None
+    from azpytest import profiles
+
+    base = working_directory or Path.cwd()
+    folder = base / given if given else base
+    if not (folder / profiles.DBT_PROJECT_FILE).is_file():
+        if given:
+            raise InputError(
+                "dbt-project", f"{folder} has no {profiles.DBT_PROJECT_FILE}: give the dbt project"
+            )
+        return None
+    profiles.check_project(spec, folder)  # raises InputError("profiles", ...)
+    return folder
 
 
 def load_run_dir(flags: Mapping[str, Any], environ: Mapping[str, str]) -> RunDir:
@@ -574,9 +639,19 @@ def _vault_url(value: str | None, cloud: Cloud) -> str | None:
 
 
 def _run_dir(value: str | None, env: Mapping[str, str]) -> Path:
-    """`$RUNNER_TEMP/azpytest/<run>`: one folder per job, shard and attempt."""
+    """The run folder: `run-dir`, else on a laptop the newest prepared one (the `latest`
+    link), else a new one (`_default_run_dir`)."""
     if value:
         return Path(value)
+    link = latest_link(env)
+    if link is not None and link.is_symlink() and link.resolve().is_dir():
+        return link.resolve()
+    return _default_run_dir(env)
+
+
+def _default_run_dir(env: Mapping[str, str]) -> Path:
+    """`$RUNNER_TEMP/azpytest/<run id>-<attempt>-<job>` in Actions (one per job, shard and
+    attempt); on a laptop `<temp>/azpytest/local-<uid>-<date>-<time>` (one per run)."""
     base = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "azpytest"
     if env.get("GITHUB_RUN_ID"):
         parts = [
@@ -585,4 +660,16 @@ def _run_dir(value: str | None, env: Mapping[str, str]) -> Path:
             re.sub(r"[^\w.-]", "_", env.get("GITHUB_JOB", "job")),
         ]
         return base / "-".join(parts)
-    return base / f"local-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    return base / f"{_local_prefix()}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def latest_link(env: Mapping[str, str]) -> Path | None:
+    """On a laptop, `<temp>/azpytest/local-<uid>-latest`: the newest run folder."""
+    if env.get("GITHUB_RUN_ID"):
+        return None
+    base = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "azpytest"
+    return base / f"{_local_prefix()}-latest"
+
+
+def _local_prefix() -> str:
+    return f"local-{os.getuid() if hasattr(os, 'getuid') else 'user'}"

@@ -106,11 +106,9 @@ def default_scenario_data() -> dict[str, Any]:
                 ],
             }
         ],
-        # An Azure SQL logical server whose database the app is a user of; its address reaches
-        # the tests as the vault's sql-host, sql-port and sql-database secrets.
-        "sql_servers": [
-            {"name": "sql-azpytest", "databases": [{"name": "appdb", "users": ["azpytest-ci"]}]}
-        ],
+        # Azure SQL logical servers: none unless a scenario asks (each adds sql-host, sql-port
+        # and sql-database to its vault, which would change every other test's vault listing).
+        "sql_servers": [],
     }
 
 

@@ -195,7 +195,7 @@ def action_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
         CHECKOUT,
         target,
         ignore=shutil.ignore_patterns(
-            ".git", ".venv", "*_cache", "__pycache__", "*.pyc", "build", "dist", "tests"
+            ".git", ".venv", ".azcli", "*_cache", "__pycache__", "*.pyc", "build", "dist", "tests"
         ),
     )
     return target
@@ -228,6 +228,7 @@ def act(
         id_token: bool = True,
         secrets: dict[str, str] | None = None,
         store: dict[str, dict[str, dict[str, str]]] | None = None,
+        env: dict[str, str] | None = None,
     ) -> ActRun:
         repo = tmp_path / "repo"
         shutil.copytree(HERE / "project", repo)
@@ -256,9 +257,11 @@ def act(
         sandbox = make_sandbox(scenario)
         app = sandbox.scenario.default_app
         assert app is not None
+        extra = env or {}  # the runner's own variables, e.g. GITHUB_RUN_ATTEMPT (act takes it)
         env = {k: sandbox.env[k] for k in SANDBOX_ENV}
         if id_token:
             env.update({k: sandbox.env[k] for k in ID_TOKEN_ENV})
+        env.update(extra)
         env["AZPYTEST_E2E_OUT"] = str(out)
         env["AZPYTEST_E2E_ARTIFACTS"] = str(artifacts)
         variables = {

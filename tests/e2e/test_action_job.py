@@ -17,6 +17,7 @@ Act = Callable[..., ActRun]
 World = Callable[..., dict[str, Any]]
 
 RUN_DIR = ("azpytest", "1-1-integration")  # $RUNNER_TEMP/azpytest/<run id>-<attempt>-<job>
+AKS_SERVER_APP = "6dae42f8-4368-4678-94ff-3960e28e3630"  # the AKS Entra server app's id
 SHOP_SECRETS = sorted(["api-key", "pg-host", "pg-port", "pg-database", "pg-user", "pg-password"])
 GREEN = {
     "tests/test_cluster.py::test_configmap_round_trip": "passed",
@@ -87,7 +88,12 @@ def test_green_run(act: Act, shop_world: World) -> None:
 
     # No credential file left behind; what the report and upload need is kept.
     assert credential_files(RunDir(run_dir)) == []
-    assert RunDir(run_dir).recorded() == ["kubeconfig", "connections.yaml", "bin"]
+    assert sorted(RunDir(run_dir).recorded()) == [
+        "bin",
+        "connections.yaml",
+        "kubeconfig",
+        "tokens.json",  # the tokens run masked, for the report step's scrubber
+    ]
     assert sorted(p.name for p in run_dir.iterdir()) == [
         ".azpytest-credentials",  # the names cleanup deleted (never a value)
         ".azpytest-run",  # the marker: azpytest made this folder
@@ -97,9 +103,12 @@ def test_green_run(act: Act, shop_world: World) -> None:
         "prepared.json",
     ]
     audit = [json.loads(line) for line in (run_dir / "audit.jsonl").read_text().splitlines()]
-    assert sorted((a["vault"], a["secret"], a["outcome"]) for a in audit) == [
+    brokered = [a for a in audit if a.get("source") == "broker"]
+    assert sorted((a["vault"], a["secret"], a["outcome"]) for a in audit if a not in brokered) == [
         ("kv-shop", name, "read") for name in SHOP_SECRETS
     ]
+    # kubectl's tokens came from the job's broker (kube-token's fast path), for AKS alone.
+    assert brokered and {a["resource"] for a in brokered} == {AKS_SERVER_APP}
 
     # upload: failure (the default) uploads nothing for a green run.
     assert run.uploaded() == {}
@@ -207,3 +216,60 @@ def test_two_steps_in_one_job_upload_under_two_names(act: Act, shop_world: World
         node: outcome for node, outcome in GREEN.items() if "test_orders" in node
     }
     assert_no_secret(run, run.store)
+
+
+def test_tests_import_what_an_earlier_step_installed(act: Act, shop_world: World) -> None:
+    """No `requirements` input: the job pip-installs requirements-test.txt (psycopg and
+    kubernetes, which azpytest does not ship) into its own Python first."""
+    run = act("azure-tests-pip.yml", shop_world())
+
+    assert run.returncode == 0, run.explain()
+    assert run.jobs() == {"integration": "success"}
+    assert "azpytest ran 7 tests, 0 failed" in run.lines("integration")
+    run_dir = (run.out / "runner-temp").joinpath(*RUN_DIR)
+    assert junit_cases(run_dir / "junit.xml") == GREEN
+    assert "ModuleNotFoundError" not in run.output
+    assert_no_secret(run, run.out)
+
+
+def test_a_suite_in_a_subfolder_points_from_the_repository_root_and_reruns(
+    act: Act, shop_world: World
+) -> None:
+    run = act("azure-tests-subfolder.yml", shop_world())
+
+    assert run.jobs() == {"integration": "success"}, run.explain()  # both steps continue-on-error
+    first = run.outputs()
+    assert sorted(first["failed-tests"].split()) == [
+        "tests/test_broken.py",
+        "tests/test_refunds.py::test_refund_total",
+    ]
+    # Annotations name the files from the repository root (they land on a pull request's
+    # diff), at the failing line and, for the module that fails to import, its import.
+    refunds = "services/shop/tests/test_refunds.py"
+    line = _line_of(run, "tests/test_refunds.py", "assert total == 30")  # before the move
+    errors = run.annotations("error")
+    assert any(
+        e.startswith(
+            f"::error file={refunds},line={line},"
+            "title=tests/test_refunds.py%3A%3Atest_refund_total::"  # the runner unescapes it
+        )
+        for e in errors
+    ), errors
+    broken = [
+        e
+        for e in errors
+        if e.startswith("::error file=services/shop/tests/test_broken.py,line=1,title=")
+    ]
+    assert broken and "`not_installed_anywhere` is not installed where pytest ran" in broken[0]
+
+    # The second step reran exactly those two from the first one's JUnit (no "not found", no
+    # pytest exit 4), in a run folder of its own.
+    log = "\n".join(run.lines("integration"))
+    assert "azpytest: rerunning the 2 failed test(s) of " in log
+    assert "file or directory not found" not in log
+    rerun = json.loads((run.out / "rerun-outputs.json").read_text())
+    assert sorted(rerun["failed-tests"].split()) == sorted(first["failed-tests"].split())
+    assert rerun["junit-path"].endswith("/azpytest/1-1-integration.2/junit.xml")
+    assert first["junit-path"].endswith("/azpytest/1-1-integration/junit.xml")
+    assert sorted(run.uploaded()) == ["azpytest-integration-0-1", "azpytest-integration.2-0-1"]
+    assert_no_secret(run, run.out)

@@ -3,6 +3,7 @@ Entra-token connection (the server checks the token), and the dbt fixture."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import textwrap
@@ -279,3 +280,63 @@ def test_a_typo_of_the_debug_input_stops_pytest_with_one_line(
     assert [line for line in result.stderr.lines if line] == [
         "ERROR: azpytest: debug: 'ture' is not true or false"
     ]
+
+
+def test_dbt_fixture_keeps_each_invocations_results_under_its_own_name(
+    pytester: pytest.Pytester,
+    clean_env: pytest.MonkeyPatch,
+    postgres: Any,
+    tmp_path: Path,
+    app_database: Any,
+) -> None:
+    """build, then a run of a failing model: two result files, each its own invocation's."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "profiles.yml").write_text(
+        textwrap.dedent(f"""
+        azpytest_demo:
+          target: ci
+          outputs:
+            ci:
+              type: postgres
+              host: {postgres.host}
+              port: {postgres.port}
+              dbname: {app_database.name}
+              user: {app_database.user}
+              password: "{{{{ env_var('AZPYTEST_MAIN_PASSWORD') }}}}"
+              schema: dbt_ci
+              threads: 2
+    """)
+    )
+    project = pytester.path / "dbt_project"
+    shutil.copytree(DBT_PROJECT, project)
+    (project / "models" / "broken.sql").write_text("select * from no_such_table_anywhere\n")
+    pytester.makeini("[pytest]\nazpytest_dbt_project = dbt_project\n")
+    clean_env.setenv("DBT_PROFILES_DIR", str(profiles))
+    clean_env.setenv("AZPYTEST_MAIN_PASSWORD", app_database.password)
+    pytester.makepyfile(
+        """
+        def test_build_then_run(dbt):
+            dbt.build("--exclude", "broken")
+            dbt.run("--select", "broken")
+        """
+    )
+    junit = pytester.path / "out" / "junit.xml"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--junitxml={junit}")
+    result.assert_outcomes(failed=1)
+    folder = (
+        junit.parent
+        / "artifacts"
+        / "test_dbt_fixture_keeps_each_invocations_results_under_its_own_name.py"
+        / "test_build_then_run"
+    )
+    kept = sorted(p.name for p in folder.iterdir() if p.name.startswith("dbt-"))
+    assert kept == ["dbt-01-build-run_results.json", "dbt-02-run-run_results.json"]
+    build = json.loads((folder / kept[0]).read_text())
+    run = json.loads((folder / kept[1]).read_text())
+    assert build["args"]["which"] == "build" and run["args"]["which"] == "run"
+    assert {r["unique_id"]: r["status"] for r in run["results"]} == {
+        "model.azpytest_demo.broken": "error"
+    }
+    assert "seed.azpytest_demo.customers" in {r["unique_id"] for r in build["results"]}
+    assert app_database.password not in (folder / "dbt.log").read_text()

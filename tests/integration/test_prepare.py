@@ -122,6 +122,8 @@ def test_fetch_is_concurrent(make_sandbox: Callable[..., Sandbox], actions_step:
     assert result.returncode == 0, result.stderr
     gets = [e for e in sandbox.log.select(service="keyvault") if e.status == 200]
     assert len(gets) == 50
+    # One request draws Key Vault's challenge; every other one carries the token.
+    assert len(sandbox.log.select(service="keyvault")) == 51
     # One token for the vault however many threads asked, one GitHub assertion for it.
     assert len(sandbox.log.select(service="entra", method="POST")) == 1
     assert len(sandbox.log.select(service="github")) == 1
@@ -200,6 +202,26 @@ def test_a_glob_never_exports_a_name_that_changes_how_programs_start(
     short = [w for w in result.commands("warning") if "shorter than 4 characters" in w]
     assert len(short) == 1 and short[0].startswith("Key Vault secret 'pg-port' of kv-app (PG_PORT)")
     assert "54" not in short[0]
+
+
+def test_warnings_past_githubs_cap_go_to_the_log_with_a_final_count(
+    make_sandbox: Callable[..., Sandbox], actions_step: Step
+) -> None:
+    disabled = {f"old-{i:02d}": {"value": f"gone-{i:02d}", "enabled": False} for i in range(14)}
+    sandbox = make_sandbox(world({**disabled, "pg-host": "db.internal"}))
+    result = actions_step(
+        sandbox, "prepare", env={"AZPYTEST_KEY_VAULT": "kv-app", "AZPYTEST_SECRETS": "- '*'"}
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = result.commands("warning")
+    assert len(warnings) == 10  # GitHub shows 10 warning annotations per step
+    assert all("is disabled; skipped" in w for w in warnings[:9])
+    assert warnings[9] == (
+        "14 warnings in all: the first 9 are annotations, the other 5 are in this step's log "
+        "(lines 'azpytest: warning:'); GitHub shows 10 warning annotations per step."
+    )
+    logged = [line for line in result.stdout.splitlines() if line.startswith("azpytest: warning:")]
+    assert [line.split("'")[1] for line in logged] == [f"old-{i:02d}" for i in range(9, 14)]
 
 
 def test_an_explicit_mapping_to_a_denied_name_exits_2_with_one_line(

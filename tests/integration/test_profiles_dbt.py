@@ -5,10 +5,12 @@ connections.yaml written 0600 with no secret in them, and dbt's own words when t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import stat
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import pytest
 from psycopg import sql
 
 from azpytest import profiles
-from azpytest.dbt import DbtResult, run_dbt
+from azpytest.dbt import DbtResult, ProfileVariableMissing, run_dbt
 from azpytest.github import escape_data
 from azpytest_sandbox import Sandbox
 from azpytest_sandbox.postgres import TempPostgres
@@ -251,6 +253,22 @@ def test_entra_target_gets_a_fresh_token_for_dbt(
         with pg.connect(dbname="app") as conn:
             assert conn.execute("select count(*) from dbt_ci.customers").fetchone() == (4,)
 
+        # A token azpytest fetched earlier (an `azpytest exec` around the tests) is replaced:
+        # this one has expired and the server would refuse it.
+        stale = {
+            "AZPYTEST_WAREHOUSE_TOKEN": "expired-token",
+            "AZPYTEST_WAREHOUSE_TOKEN_EXPIRES_ON": "1",
+        }
+        again = build(result, tmp_path / "again", env={**os.environ, **stale})
+        assert again.returncode == 0, again.stdout
+        binds = [e for e in sandbox.log.select(service="ldap") if e.method == "BIND"]
+        assert {e.status for e in binds} == {0}
+        # A token set by hand (no expiry beside it) is used as it is: here, refused.
+        by_hand = {"AZPYTEST_WAREHOUSE_TOKEN": "expired-token"}
+        refused = build(result, tmp_path / "by-hand", env={**os.environ, **by_hand})
+        assert refused.returncode == 2
+        assert any("LDAP authentication failed" in line for line in refused.error_lines)
+
 
 def test_bad_profiles_input_exits_2_with_one_line(sandbox: Sandbox, actions_step: Step) -> None:
     text = PROFILES.replace("kind: postgres", "kind: mysql")
@@ -274,3 +292,196 @@ def test_profiles_with_key_vault_fields_need_key_vault(
     assert result.stderr.splitlines() == [
         "azpytest prepare: error: profiles: a field reads a Key Vault secret: set key-vault too"
     ]
+
+
+ENTRA_PROFILES = """\
+connections:
+  warehouse:
+    kind: postgres
+    host: {host}
+    port: {port}
+    database: app
+    user: {{secret: pg-user}}
+    auth: entra
+dbt: {{profile: azpytest_demo, schema: dbt_ci}}
+"""
+
+
+def dbt_env(tmp_path: Path) -> dict[str, str]:
+    """dbt's target and log folders out of the source tree."""
+    return {
+        "DO_NOT_TRACK": "1",
+        "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
+        "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
+    }
+
+
+def test_exec_dbt_build_in_entra_mode_gets_a_fresh_token_and_a_missing_variable_stops_it(
+    make_sandbox: Callable[..., Sandbox],
+    actions_step: Step,
+    postgres_bindir: Path,
+    tmp_path: Path,
+) -> None:
+    """`azpytest exec -- dbt build` in the step after prepare: the token the profile reads is
+    fetched for the command; a variable prepare exported but the step lacks stops it before
+    dbt starts, with one line naming it (dbt would send the literal text as the password)."""
+    sandbox = make_sandbox(vault({"pg-user": ENTRA_ROLE}))
+    superuser = "host all postgres 127.0.0.1/32 scram-sha-256"
+    with TempPostgres(hba_lines=[superuser, sandbox.ldap_hba_line], bindir=postgres_bindir) as pg:
+        with pg.connect(autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(ENTRA_ROLE)))
+            conn.execute(sql.SQL("CREATE DATABASE app OWNER {}").format(sql.Identifier(ENTRA_ROLE)))
+        text = ENTRA_PROFILES.format(host=pg.host, port=pg.port)
+        result = actions_step(
+            sandbox, "prepare", env={"AZPYTEST_KEY_VAULT": "kv-app", "AZPYTEST_PROFILES": text}
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "AZPYTEST_WAREHOUSE_TOKEN" not in result.env_file
+        dbt_build = ["exec", "--", str(Path(sys.executable).parent / "dbt"), "build"]
+        dbt_build += ["--project-dir", str(PROJECT)]
+
+        built = actions_step(sandbox, *dbt_build, env={**result.env_file, **dbt_env(tmp_path)})
+        assert built.returncode == 0, built.stdout + built.stderr
+        assert "Completed successfully" in built.stdout
+        said = [line for line in built.stdout.splitlines() if line.startswith("azpytest: dbt:")]
+        assert len(said) == 1 and said[0].startswith(
+            "azpytest: dbt: AZPYTEST_WAREHOUSE_TOKEN holds a fresh Entra token for the profile"
+        )
+        binds = [e for e in sandbox.log.select(service="ldap") if e.method == "BIND"]
+        assert binds and {(e.path, e.status) for e in binds} == {
+            (f"cn={ENTRA_ROLE},dc=azpytest", 0)
+        }
+        with pg.connect(dbname="app") as conn:
+            assert conn.execute("select count(*) from dbt_ci.customers").fetchone() == (4,)
+
+        # The same step without the user variable: stopped before dbt starts, one line.
+        env = {k: v for k, v in result.env_file.items() if k != "AZPYTEST_WAREHOUSE_USER"}
+        missing = actions_step(sandbox, *dbt_build, env={**env, **dbt_env(tmp_path / "2")})
+        profile = Path(result.env_file["DBT_PROFILES_DIR"]) / "profiles.yml"
+        line = (
+            f"{profile} reads AZPYTEST_WAREHOUSE_USER, which is not set: it holds the user of "
+            "connection 'warehouse' (Key Vault secret 'pg-user'); run dbt in a step after "
+            "`azpytest prepare` with the profiles input (it exports the variable), or outside "
+            "Actions through `azpytest exec -- dbt ...`"
+        )
+        assert missing.returncode == 2
+        assert missing.stderr.splitlines() == [f"azpytest exec: error: {line}"]
+        assert not (tmp_path / "2").exists()  # dbt never started
+
+
+def test_run_dbt_stops_before_dbt_when_the_password_variable_is_missing(
+    make_sandbox: Callable[..., Sandbox],
+    actions_step: Step,
+    app_database: Any,
+    tmp_path: Path,
+) -> None:
+    _, result = prepare(make_sandbox, actions_step, db_secrets(app_database), PROFILES)
+    env = {k: v for k, v in {**os.environ, **result.env_file}.items()}
+    del env["AZPYTEST_WAREHOUSE_PASSWORD"]
+    with pytest.raises(ProfileVariableMissing) as caught:
+        build(result, tmp_path, env=env)
+    assert str(caught.value).startswith(
+        f"{result.env_file['DBT_PROFILES_DIR']}/profiles.yml reads AZPYTEST_WAREHOUSE_PASSWORD, "
+        "which is not set: it holds the password of connection 'warehouse' "
+        "(Key Vault secret 'pg-password'); "
+    )
+    assert not (tmp_path / "dbt").exists()
+
+
+def test_a_missing_secret_named_in_profiles_is_reported_against_profiles(
+    make_sandbox: Callable[..., Sandbox], actions_step: Step, app_database: Any
+) -> None:
+    text = PROFILES.replace("host: {secret: pg-host}", "host: {secret: pg-hots}")
+    sandbox = make_sandbox(vault(db_secrets(app_database)))
+    result = actions_step(
+        sandbox, "prepare", env={"AZPYTEST_KEY_VAULT": "kv-app", "AZPYTEST_PROFILES": text}
+    )
+    assert result.returncode == 1
+    [error] = result.commands("error")
+    assert error.startswith(
+        "Key Vault kv-app has no secret named 'pg-hots' (profiles: connections.warehouse.host)."
+        "%0A%0ALikely cause: the name in the profiles input is misspelt, or the secret was "
+        "deleted. Close names that exist: pg-host"
+    ), error
+    assert "Correct `connections.warehouse.host: {secret: ...}` in `profiles`" in error
+    assert "secrets input" not in error and "`secrets`" not in error
+
+
+def test_whitespace_at_the_ends_of_a_value_warns_once_by_name_or_is_stripped(
+    make_sandbox: Callable[..., Sandbox],
+    actions_step: Step,
+    app_database: Any,
+    tmp_path: Path,
+) -> None:
+    values = {**db_secrets(app_database), "pg-host": app_database.pg.host + "\n"}
+    sandbox, kept = prepare(make_sandbox, actions_step, values, PROFILES)
+    assert kept.commands("warning") == [
+        "Key Vault secret 'pg-host' (AZPYTEST_WAREHOUSE_HOST) has whitespace at its ends (a "
+        "trailing newline?), kept as it is: a host name or password with it fails; remove it "
+        "in Key Vault (`az keyvault secret set --value`) or set strip-secret-whitespace: true"
+    ]
+    assert kept.env_file["AZPYTEST_WAREHOUSE_HOST"] == app_database.pg.host + "\n"
+
+    stripped = actions_step(
+        sandbox,
+        "prepare",
+        env={
+            "AZPYTEST_KEY_VAULT": "kv-app",
+            "AZPYTEST_PROFILES": PROFILES,
+            "AZPYTEST_STRIP_SECRET_WHITESPACE": "true",
+        },
+    )
+    assert stripped.returncode == 0, stripped.stdout + stripped.stderr
+    assert stripped.commands("warning") == []
+    assert (
+        "azpytest: Key Vault secret 'pg-host' (AZPYTEST_WAREHOUSE_HOST): whitespace at its ends "
+        "removed (strip-secret-whitespace)"
+    ) in stripped.stdout.splitlines()
+    assert stripped.env_file["AZPYTEST_WAREHOUSE_HOST"] == app_database.pg.host
+    dbt = build(stripped, tmp_path)
+    assert dbt.returncode == 0, dbt.stdout
+
+
+def test_the_profile_is_checked_against_the_project_logged_and_recorded(
+    make_sandbox: Callable[..., Sandbox], actions_step: Step, app_database: Any
+) -> None:
+    sandbox = make_sandbox(vault(db_secrets(app_database)))
+    env = {"AZPYTEST_KEY_VAULT": "kv-app", "AZPYTEST_DBT_PROJECT": str(PROJECT)}
+    wrong = PROFILES.replace("profile: azpytest_demo", "profile: wrong-name")
+    refused = actions_step(sandbox, "prepare", env={**env, "AZPYTEST_PROFILES": wrong})
+    line = (
+        f"profiles: dbt.profile: 'wrong-name' is not the profile {PROJECT}/dbt_project.yml "
+        "names: write profile: azpytest_demo"
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [f"azpytest prepare: error: {line}"]
+    assert sandbox.log.select(service="entra") == []  # refused before any request
+
+    # The project as the working directory: known too.
+    wrong_dir = actions_step(
+        sandbox,
+        "prepare",
+        env={"AZPYTEST_KEY_VAULT": "kv-app", "AZPYTEST_WORKING_DIRECTORY": str(PROJECT),
+             "AZPYTEST_PROFILES": wrong},
+    )  # fmt: skip
+    assert wrong_dir.returncode == 2
+    assert wrong_dir.stderr.splitlines() == [f"azpytest prepare: error: {line}"]
+
+    result = actions_step(sandbox, "prepare", env={**env, "AZPYTEST_PROFILES": PROFILES})
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = result.runner_temp.joinpath(*RUN_DIR)
+    assert (
+        f"azpytest: dbt: profile azpytest_demo, target ci (connection warehouse) written to "
+        f"{run_dir}/profiles.yml; DBT_PROFILES_DIR={run_dir}; its profile: matches "
+        f"{PROJECT}/dbt_project.yml"
+    ) in result.stdout.splitlines()
+    prepared = json.loads((run_dir / "prepared.json").read_text())
+    assert prepared["dbt"] == {
+        "profiles_yml": str(run_dir / "profiles.yml"),
+        "profiles_dir": str(run_dir),
+        "profile": "azpytest_demo",
+        "target": "ci",
+        "connection": "warehouse",
+        "type": "postgres",
+        "project": str(PROJECT),
+    }

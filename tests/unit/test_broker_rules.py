@@ -294,6 +294,7 @@ def test_the_command_loses_what_would_shadow_the_broker(tmp_path: Any) -> None:
         "PATH": "/bin",
         "IDENTITY_ENDPOINT": endpoint,
         "IDENTITY_HEADER": broker.header,
+        "AZPYTEST_BROKER_ENDPOINT": endpoint,  # kube-token's fast path (no Azure SDK import)
         "AZURE_TENANT_ID": "8d2a1c3e-5f47-4b6a-9c1d-2e3f4a5b6c7d",
         "AZURE_CLIENT_ID": "3f1e2d4c-6b5a-4978-8a9b-0c1d2e3f4a5b",
     }

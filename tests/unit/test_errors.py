@@ -58,6 +58,15 @@ def _cases(tmp_path: Path) -> list[tuple[str, dict[str, Any]]]:
         ),
         ("secret_not_found", {"vault": "kv", "secret": "db", "close": ["db1"]}),
         ("secret_unusable", {"vault": "kv", "secret": "db", "state": "disabled"}),
+        (
+            "profiles_secret_not_found",
+            {
+                "diagnosis": errors.secret_not_found(vault="kv", secret="db", close=["db1"]),
+                "vault": "kv",
+                "secret": "db",
+                "where": "connections.warehouse.host",
+            },
+        ),
         ("unreachable", {"host": "login.example", "error": "timed out", "environ": {}}),
         (
             "aks_forbidden",

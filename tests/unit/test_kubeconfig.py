@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from azpytest import cli, kube
+from azpytest import cli, kube, kubetoken
 from azpytest.github import Workflow
 from azpytest.settings import Settings, load
 
@@ -129,11 +129,11 @@ def test_credentials_are_masked_as_written_and_decoded() -> None:
     ],
 )
 def test_exec_api_version(exec_info: str | None, expected: str) -> None:
-    assert kube.exec_api_version(exec_info) == expected
+    assert kubetoken.exec_api_version(exec_info) == expected
 
 
 def test_exec_credential_timestamp_is_rfc3339_utc() -> None:
-    credential = kube.exec_credential("client.authentication.k8s.io/v1", "t", 1_800_000_000)
+    credential = kubetoken.exec_credential("client.authentication.k8s.io/v1", "t", 1_800_000_000)
     assert credential == {
         "kind": "ExecCredential",
         "apiVersion": "client.authentication.k8s.io/v1",
@@ -197,3 +197,18 @@ def test_inputs_only_prepare_reads_cannot_fail_kube_token(
     assert (code, out) == (1, "")
     assert err.startswith("azpytest kube-token: GitHub gave this job no OIDC token")
     assert "::" not in err
+
+
+def test_the_fast_path_keys_its_cache_on_the_inputs_kube_token_reads() -> None:
+    from azpytest.inputs import BY_NAME
+
+    for name, variables in kubetoken.TOKEN_INPUTS.items():
+        assert variables == BY_NAME[name].variables, name
+    # debug and timeout change how the full command works, not whose token it gets.
+    assert set(kubetoken.TOKEN_INPUTS) == kube._TOKEN_INPUTS - {"debug", "timeout"}
+
+
+def test_the_fast_path_knows_the_mask_channel_by_its_variable() -> None:
+    from azpytest import maskchannel
+
+    assert kubetoken.MASK_CHANNEL_VARIABLE == maskchannel.ENV_VARIABLE

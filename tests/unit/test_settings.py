@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from azpytest.inputs import InputError, SecretSpec, parse_secrets
-from azpytest.settings import load, read_dotenv
+from azpytest.rundir import RunDir
+from azpytest.settings import latest_link, load, read_dotenv
+from azpytest.steps import cleanup
 
 T = "8d2a1c3e-5f47-4b6a-9c1d-2e3f4a5b6c7d"
 C = "3f1e2d4c-6b5a-4978-8a9b-0c1d2e3f4a5b"
@@ -127,6 +130,44 @@ def test_run_dir_is_per_job_and_attempt(tmp_path: Path) -> None:
     assert settings.run_dir == tmp_path / "azpytest" / "9-2-integration_tests"
 
 
+def test_each_prepare_in_a_job_takes_a_folder_of_its_own(tmp_path: Path) -> None:
+    env = {
+        "RUNNER_TEMP": str(tmp_path),
+        "GITHUB_RUN_ID": "9",
+        "GITHUB_RUN_ATTEMPT": "2",
+        "GITHUB_JOB": "test",
+        "GITHUB_ACTIONS": "true",
+        "AZURE_TENANT_ID": T,
+        "AZURE_CLIENT_ID": C,
+    }
+    first = load({}, env).claim_run_dir(new=True).run_dir
+    second = load({}, env).claim_run_dir(new=True).run_dir
+    assert first == tmp_path / "azpytest" / "9-2-test"
+    assert second == tmp_path / "azpytest" / "9-2-test.2"
+    # The steps after a prepare find its folder through AZPYTEST_RUN_DIR and keep it.
+    later = load({}, {**env, "AZPYTEST_RUN_DIR": str(second)}).claim_run_dir(new=False)
+    assert later.run_dir == second
+    assert sorted(p.name for p in (tmp_path / "azpytest").iterdir()) == ["9-2-test", "9-2-test.2"]
+
+
+def test_on_a_laptop_each_prepare_is_new_and_later_steps_follow_latest(tmp_path: Path) -> None:
+    env = {"RUNNER_TEMP": str(tmp_path), "AZURE_TENANT_ID": T, "AZURE_CLIENT_ID": C}
+    link = latest_link(env)
+    assert link is not None and link.name == f"local-{os.getuid()}-latest"
+    first = load({}, env).claim_run_dir(new=True).run_dir
+    second = load({}, env).claim_run_dir(new=True).run_dir
+    assert first != second and first.parent == second.parent == link.parent
+    assert link.resolve() == second.resolve()
+    assert load({}, env).claim_run_dir(new=False).run_dir == second.resolve()
+
+    assert cleanup.run(RunDir(second.resolve()), link) == 0
+    assert not link.is_symlink()
+    # A run after cleanup (no prepare) takes a folder of its own, not the cleaned one.
+    alone = load({}, env).claim_run_dir(new=False).run_dir
+    assert alone not in (first, second.resolve())
+    assert link.resolve() == alone.resolve()
+
+
 def test_secret_forms() -> None:
     assert parse_secrets("DB_HOST: pg-host\nDB_PASSWORD: pg-password") == (
         SecretSpec("pg-host", "DB_HOST"),
@@ -200,3 +241,20 @@ def test_kubelogin_choice() -> None:
         InputError, match=r"^kubelogin: 'sometimes' is not one of auto, always, never$"
     ):
         load({"kubelogin": "sometimes"}, {})
+
+
+def test_dotenv_credential_variables_are_withheld_in_ci_only(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "AZURE_USERNAME=someone\nAZURE_CLIENT_SECRET=\nAZPYTEST_CLOUD=AzureChinaCloud\n"
+        "AZURE_PASSWORD=pw\nAZURE_CLIENT_CERTIFICATE_PATH=c.pem\nAZURE_FEDERATED_TOKEN_FILE=t\n"
+    )
+    ci = load({}, {"GITHUB_ACTIONS": "true", "AZURE_TENANT_ID": T, "AZURE_CLIENT_ID": C})
+    assert ci.dotenv_withheld == (
+        "AZURE_USERNAME",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_PASSWORD",
+        "AZURE_CLIENT_CERTIFICATE_PATH",
+        "AZURE_FEDERATED_TOKEN_FILE",
+    )
+    assert ci.cloud.name == "AzureChinaCloud"  # the file's other variables still load
+    assert load({}, {"AZURE_TENANT_ID": T, "AZURE_CLIENT_ID": C}).dotenv_withheld == ()

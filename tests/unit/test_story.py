@@ -59,8 +59,15 @@ def test_every_step_input_is_a_flag_of_its_commands() -> None:
 def test_every_azpytest_variable_the_code_reads_is_an_input() -> None:
     known = {v for spec in INPUTS for v in spec.variables}
     known |= {spec.alias_variable for spec in INPUTS if spec.alias_variable}
-    # Set by the steps for each other (not inputs): the run folder and the exported profiles.
-    exported = {"AZPYTEST_RUN_DIR", "AZPYTEST_PY"}
+    # Set by the steps for each other (not inputs): the run folder and the exported profiles;
+    # set by run/exec for the processes they start: the broker's endpoint (for kube-token)
+    # and the mask channel's socket.
+    exported = {
+        "AZPYTEST_RUN_DIR",
+        "AZPYTEST_PY",
+        "AZPYTEST_BROKER_ENDPOINT",
+        "AZPYTEST_MASK_SOCKET",
+    }
     read = set()
     for path in SOURCE.rglob("*.py"):
         if "sandbox" in path.parts:

@@ -33,6 +33,8 @@ pytest_plugins = [
     "azpytest.plugin.kube",  # kubeconfig, kube_client, kube_namespace, real_aks_cluster
     "azpytest.plugin.databases",  # azpytest_connections, pg_*, db_connection, azure_sql_*
     "azpytest.plugin.dbt",  # dbt
+    "azpytest.plugin.pointers",  # where a failed test failed, and its rerun id, in JUnit
+    "azpytest.plugin.credential_env",  # in CI no .env credential variable under the broker
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from azpytest.rundir import ARTIFACTS
 if TYPE_CHECKING:
     from _pytest._code.code import ReprFileLocation
     from _pytest._io import TerminalWriter
+    from _pytest.python import CallSpec
 
     from azpytest.artifacts import ArtifactWriter
     from azpytest.masking import Scrubber
@@ -44,10 +46,13 @@ def artifact_state(config: pytest.Config) -> ArtifactState:
     """The run's scrubber and artifact writer, made on first use."""
     state = config.stash.get(_ARTIFACTS, None)
     if state is None:
+        from azpytest import maskchannel
         from azpytest.artifacts import ArtifactWriter
         from azpytest.masking import Scrubber
 
         scrubber = Scrubber.from_environment(os.environ)
+        # Every token this process masks (the identity fixtures', kube's) is scrubbed too.
+        maskchannel.on_mask(scrubber.add)
         xmlpath = getattr(config.option, "xmlpath", None)
         root = setting("artifacts-dir") or (
             str(Path(xmlpath).parent / ARTIFACTS) if xmlpath else None
@@ -56,6 +61,32 @@ def artifact_state(config: pytest.Config) -> ArtifactState:
         state = ArtifactState(writer=writer, scrubber=scrubber)
         config.stash[_ARTIFACTS] = state
     return state
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """What pytest's logging writes straight out (live logging, `--log-file`) bypasses the
+    reports: its formatters scrub too (caplog, which tests read, is left as it is)."""
+    plugin = config.pluginmanager.get_plugin("logging-plugin")
+    if plugin is None:
+        return
+    for name in ("log_cli_handler", "log_file_handler"):
+        handler = getattr(plugin, name, None)
+        if isinstance(handler, logging.Handler) and handler.formatter is not None:
+            handler.setFormatter(_ScrubbingFormatter(handler.formatter, config))
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    def __init__(self, inner: logging.Formatter, config: pytest.Config) -> None:
+        super().__init__()
+        self._inner = inner
+        self._config = config
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self._inner.format(record)
+        scrubber = artifact_state(self._config).scrubber
+        _learn_tokens(scrubber)
+        return scrubber.text(text) if scrubber else text
 
 
 def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
@@ -72,17 +103,69 @@ def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str)
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> Generator[None, None, None]:
+    """Ids the suite gives (`ids=`, `pytest.param(id=...)`, an ids function) are node ids
+    too: once every parametrization is made, each id part that holds a fragment of a masked
+    value becomes `secret-<hash>` (stable across runs and shards), before pytest names the
+    tests from them, so selecting a test by its node id (a rerun) still works."""
+    yield
+    scrubber = artifact_state(metafunc.config).scrubber
+    if not scrubber:
+        return
+    calls = metafunc._calls  # pytest has no public way to rename a parametrization
+    metafunc._calls = [_secret_free(call, scrubber) for call in calls]
+
+
+def _secret_free(call: CallSpec, scrubber: Scrubber) -> CallSpec:
+    parts = list(call._idlist)
+    clean = [part if scrubber.text(part) == part else _secret_id(part) for part in parts]
+    whole = "-".join(clean)
+    if scrubber.text(whole) != whole:  # a fragment across two parts
+        clean = [_secret_id("-".join(parts))]
+    return call if clean == parts else dataclasses.replace(call, _idlist=clean)
+
+
+def _secret_id(text: str) -> str:
+    return f"secret-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     item.stash.setdefault(_REPORTS, {})[report.when] = report
     state = artifact_state(item.config)
+    _learn_tokens(state.scrubber)
     if state.scrubber:
         _scrub_report(report, state.scrubber)
     if report.failed and state.writer is not None:
         _write_failure(item, report, state.writer)
     return report
+
+
+def _learn_tokens(scrubber: Scrubber) -> None:
+    """The tokens `azpytest run` masked that this process never saw (the token broker's,
+    which a failure message may carry): from run's 0600 record, when it has changed."""
+    from azpytest.masking import read_tokens
+    from azpytest.rundir import RunDir
+
+    run_dir = RunDir.from_environment(os.environ)
+    if run_dir is None:
+        return
+    try:
+        stat = run_dir.tokens.stat()
+    except OSError:
+        return
+    seen = (stat.st_mtime_ns, stat.st_size)
+    if _TOKENS_SEEN.get(run_dir.tokens) == seen:
+        return
+    _TOKENS_SEEN[run_dir.tokens] = seen
+    for token in read_tokens(run_dir):
+        scrubber.add(token)
+
+
+_TOKENS_SEEN: dict[Path, tuple[int, int]] = {}
 
 
 def _scrub_report(report: pytest.TestReport, scrubber: Scrubber) -> None:

@@ -18,30 +18,40 @@ if TYPE_CHECKING:
 
 class DbtRunner:
     """`dbt("build")`, `dbt.build("--select", "orders")`: dbt against the prepared profile.
-    A failure fails the test with dbt's own error lines (`check=False` returns it instead);
-    run_results.json and dbt's log are kept as failure artifacts."""
+    A failure fails the test with dbt's own error lines (`check=False` returns it instead).
+    Each invocation's run_results.json is read when it ends and kept, under a name of its own
+    (`dbt-01-build-run_results.json`, `dbt-02-run-run_results.json`, ...), as a failure
+    artifact (scrubbed of every masked value, like every artifact), with dbt's log."""
 
     def __init__(
         self, project: Path, profiles: Path, output: Path, collector: ArtifactCollector
     ) -> None:
         self.project, self.profiles, self.output = project, profiles, output
         self._collector = collector
+        self._count = 0
 
     def __call__(self, *args: str, check: bool = True, target: str | None = None) -> DbtResult:
-        from azpytest.dbt import run_dbt
+        from azpytest.dbt import RUN_RESULTS, ProfileVariableMissing, run_dbt
 
-        result = run_dbt(
-            list(args),
-            project_dir=self.project,
-            profiles_dir=self.profiles,
-            target=target,
-            output_dir=self.output,
-        )
-        self._collector.collect(
-            f"dbt-{args[0] if args else 'run'}-run_results.json",
-            path=self.output / "run_results.json",
-        )
-        self._collector.collect("dbt.log", path=result.log_path)
+        try:
+            result = run_dbt(
+                list(args),
+                project_dir=self.project,
+                profiles_dir=self.profiles,
+                target=target,
+                output_dir=self.output,
+            )
+        except ProfileVariableMissing as exc:
+            pytest.fail(str(exc), pytrace=False)
+        self._count += 1
+        command = next((a for a in args if not a.startswith("-")), "dbt")
+        results = self.output / RUN_RESULTS
+        if results.is_file():  # the next invocation overwrites it: keep these bytes now
+            self._collector.collect(
+                f"dbt-{self._count:02d}-{command}-{RUN_RESULTS}", results.read_bytes()
+            )
+        if self._count == 1:  # dbt appends every invocation to one log, read at the end
+            self._collector.collect("dbt.log", path=result.log_path)
         if check and not result.ok:
             detail = "\n".join(result.error_lines) or result.stdout[-2000:]
             pytest.fail(errors.dbt_failed(args, result.returncode, detail), pytrace=False)

@@ -27,7 +27,8 @@ from azpytest import errors
 from azpytest.artifacts import Withheld, scrub_folder
 from azpytest.github import Workflow
 from azpytest.inputs import InputError, flag_of, from_environment, non_negative_int
-from azpytest.masking import Scrubber
+from azpytest.masking import Scrubber, scrub_shapes
+from azpytest.report.junit import EMPTY_SHARD, NOTHING_TO_RERUN
 from azpytest.report.merge import write_merged
 from azpytest.report.model import Reader, Report, display_names
 from azpytest.report.summary import (
@@ -116,6 +117,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return _report(args, environ, workflow)
     except InputError as exc:
         return errors.bad_input("report", exc, workflow)
+    finally:
+        workflow.finish()
 
 
 def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Workflow) -> int:
@@ -126,6 +129,9 @@ def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Work
         patterns = [str(RunDir(Path(args.run_dir)).junit)]
     fail_on_failure = bool(args.fail_on_test_failure) or flag_of("fail-on-test-failure", environ)
     allow_all_skipped = bool(args.allow_all_skipped) or flag_of("allow-all-skipped", environ)
+    allow_no_tests = bool(args.allow_no_tests) or flag_of("allow-no-tests", environ)
+    working = args.working_directory or from_environment("working-directory", environ)
+    tests_root = Path(working).resolve() if working else Path.cwd().resolve()
     root = Path(args.root or environ.get("GITHUB_WORKSPACE") or Path.cwd())
     if not root.is_dir():
         raise InputError("--root", f"{root} is not a folder: pass the repository's root")
@@ -133,6 +139,9 @@ def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Work
     if merge is not None and not merge.parent.is_dir():
         raise InputError("--merge", f"{merge.parent} does not exist: create the folder first")
     inputs = resolve_inputs(patterns, environ, merge.resolve() if merge else None)
+    inputs, superseded = latest_attempts(inputs)
+    if superseded:
+        workflow.notice(errors.attempts_superseded(superseded), title=errors.REPORT_TITLE)
     scrubber = Scrubber.from_environment(environ)
     # Before anything else can fail: the upload that follows takes these folders as they are.
     withheld = Withheld()
@@ -142,9 +151,13 @@ def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Work
         withheld.removed += found.removed
     if withheld:
         workflow.notice(withheld.notice(), title=errors.REPORT_TITLE)
-    scrub: Callable[[str], str] = scrubber.text if scrubber else _same
+    # What the masked values and tokens are not enough for (the merge job knows none):
+    # tokens and keys known by their shape (masking.scrub_shapes), in every text written.
+    scrub: Callable[[str], str] = (
+        (lambda text: scrub_shapes(scrubber.text(text))) if scrubber else scrub_shapes
+    )
     keep = max(TABLE_ROWS, args.max_annotations)
-    reader = Reader(root.resolve(), keep, scrub)
+    reader = Reader(root.resolve(), keep, scrub, tests_root)
     shown = display_names([path for path, _ in inputs], root.resolve())
     for (path, label), name in zip(inputs, shown, strict=True):
         reader.read(path, label, name)
@@ -156,7 +169,7 @@ def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Work
                 report.shards,
                 [label for _, label in inputs],
                 merge,
-                scrubber.text if scrubber else None,
+                scrub,
             )
         except OSError as exc:
             raise InputError("--merge", f"cannot write {merge} ({exc.strerror})") from None
@@ -167,20 +180,78 @@ def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Work
     summary_path = workflow.step_summary_path
     written = summary_path.stat().st_size if summary_path and summary_path.is_file() else 0
     limit = SUMMARY_LIMIT - SUMMARY_MARGIN - written
-    workflow.summary(scrub(render_summary(report, limit)))
+    empty = _empty_run(report, merging=merge is not None or len(inputs) > 1)
+    workflow.summary(scrub(render_summary(report, limit, empty)))
     if workflow.in_actions:
-        annotate(report, workflow, args.max_annotations)
+        if merge is None:  # merging, the shards' own report steps annotated each failure
+            annotate(report, workflow, args.max_annotations)
         print(f"azpytest report: {verdict(report.counts)}", flush=True)
     else:
         print(scrub(render_text(report, junit_paths)), flush=True)
     _outputs(report, workflow, junit_paths, inputs[0][0])
     failing = report.counts.failed + report.counts.errors
+    if empty is not None:
+        workflow.notice(empty, title=errors.REPORT_TITLE)
+    elif report.counts.total == 0 and not allow_no_tests:
+        # Green needs a test that ran: a filter that matched nothing must not pass.
+        workflow.error(errors.no_test_ran(len(report.shards)), title=errors.REPORT_TITLE)
+        failing += 1
     if report.counts.all_skipped and not allow_all_skipped:
         # Green needs a test that ran: a typo'd name or a missing variable skips a suite.
         top = report.skip_reasons[0][1] if report.skip_reasons else "no reason given"
         workflow.error(errors.all_skipped(report.counts.skipped, top), title=errors.REPORT_TITLE)
         failing += 1
     return 1 if fail_on_failure and failing else 0
+
+
+_ATTEMPT = re.compile(r"^(?P<name>.+)-(?P<shard>\d+)-(?P<attempt>\d+)$")
+
+
+def latest_attempts(
+    inputs: Sequence[tuple[Path, str]],
+) -> tuple[list[tuple[Path, str]], list[tuple[str, int, int]]]:
+    """Of the shards that several attempts of a workflow run uploaded (download-artifact
+    puts each artifact, `<name>-<shard>-<attempt>`, in a folder of that name), the latest
+    attempt of each shard only: "Re-run failed jobs" reruns the failed shards, and a test
+    counted in both attempts would be counted twice. Also the (artifact name, attempt kept,
+    attempts left out) of each shard whose earlier attempts were left out."""
+    latest: dict[tuple[Path, str, str], int] = {}
+    keys: list[tuple[tuple[Path, str, str], int] | None] = []
+    for path, _ in inputs:
+        key = None
+        for folder in path.resolve().parents:
+            match = _ATTEMPT.match(folder.name)
+            if match:
+                key = ((folder.parent, match["name"], match["shard"]), int(match["attempt"]))
+                latest[key[0]] = max(latest.get(key[0], 0), key[1])
+                break
+        keys.append(key)
+    kept: list[tuple[Path, str]] = []
+    left_out: dict[tuple[Path, str, str], int] = {}
+    for item, key in zip(inputs, keys, strict=True):
+        if key is None or key[1] == latest[key[0]]:
+            kept.append(item)
+        else:
+            left_out[key[0]] = left_out.get(key[0], 0) + 1
+    superseded = [
+        (f"{name}-{shard}", latest[(parent, name, shard)], count)
+        for (parent, name, shard), count in left_out.items()
+    ]
+    return kept, superseded
+
+
+def _empty_run(report: Report, merging: bool) -> str | None:
+    """Why a run with no test is green, if it is: an earlier run had nothing to rerun, or
+    (in one shard's own report) the shard got no test of the suite's split. A merge of only
+    empty shards is a suite with no test: not explained."""
+    if report.counts.total:
+        return None
+    markers = [shard.markers for shard in report.shards]
+    if markers and all(NOTHING_TO_RERUN in found for found in markers):
+        return errors.nothing_to_rerun(markers[0][NOTHING_TO_RERUN])
+    if not merging and markers and EMPTY_SHARD in markers[0]:
+        return errors.empty_shard(markers[0][EMPTY_SHARD])
+    return None
 
 
 def _artifact_folders(junit_files: Sequence[Path], environ: Mapping[str, str]) -> list[Path]:
@@ -194,10 +265,6 @@ def _artifact_folders(junit_files: Sequence[Path], environ: Mapping[str, str]) -
     if setting:
         folders.append(Path(os.path.abspath(setting)))
     return list(dict.fromkeys(folders))
-
-
-def _same(text: str) -> str:
-    return text
 
 
 def _outputs(report: Report, workflow: Workflow, junit_paths: Sequence[Path], first: Path) -> None:

@@ -16,6 +16,28 @@ from azpytest.inputs import InputError
 
 _SUITE_TAGS = ("testsuites", "testsuite")
 
+# Why a JUnit file holds no test, as a suite property `run` writes (the report reads it).
+NOTHING_TO_RERUN = "azpytest.nothing-to-rerun"  # value: the earlier JUnit files' names
+EMPTY_SHARD = "azpytest.empty-shard"  # value: "<shard number>/<shard count>"
+MARKERS = (NOTHING_TO_RERUN, EMPTY_SHARD)
+# Set by the plugin on a failed test's JUnit entry: where it failed and how to rerun it.
+LOCATION = "azpytest.location"  # "<path from the repository root>:<line>"
+RERUN_ID = "azpytest.rerun-id"  # the node id relative to the folder pytest ran in
+
+
+def write_empty(path: Path, marker: str, value: str) -> None:
+    """A JUnit file of no tests that says why (`marker`, one of MARKERS): the report and the
+    merge read it as an explained empty run, not as a run that never wrote its results."""
+    from xml.sax.saxutils import quoteattr
+
+    path.write_text(
+        '<?xml version="1.0" encoding="utf-8"?>\n<testsuites>\n'
+        '<testsuite name="pytest" errors="0" failures="0" skipped="0" tests="0" time="0">\n'
+        f"<properties><property name={quoteattr(marker)} value={quoteattr(value)}/></properties>\n"
+        "</testsuite>\n</testsuites>\n",
+        encoding="utf-8",
+    )
+
 
 def node_id_of(classname: str, name: str, file: str | None, root: Path) -> str:
     """pytest's node id from JUnit's `classname` and `name`.
@@ -25,8 +47,24 @@ def node_id_of(classname: str, name: str, file: str | None, root: Path) -> str:
     under `root` (or the JUnit `file` attribute, when pytest wrote one). The name is kept
     whole: parametrized ids may hold `/`, `::`, `.` and escaped unicode.
     """
+    if not classname and not file and "::" not in name:
+        return _collected_path(name, str(root))
     module, classes = _split_classname(classname, file, str(root))
     return "::".join(part for part in (module, *classes, name) if part)
+
+
+@lru_cache(maxsize=1024)
+def _collected_path(name: str, root: str) -> str:
+    """A collection error's JUnit name is its file or folder as a dotted name
+    (`tests.test_kube`): the path a rerun takes (`tests/test_kube.py`)."""
+    parts = name.split(".")
+    found = _find_module(Path(root), parts)
+    if found is not None and found[1] == len(parts):
+        return found[0]
+    folder = "/".join(parts)
+    if (Path(root) / folder).is_dir():
+        return folder
+    return f"{folder}.py"
 
 
 @lru_cache(maxsize=4096)
@@ -141,22 +179,32 @@ def stream(path: Path, label: str) -> Iterator[tuple[str, ET.Element]]:
 
 
 def failed_node_ids(junit: Path, root: Path | None = None) -> list[str]:
-    """Node ids of the failed and errored tests of a JUnit file, streamed."""
-    found: list[str] = []
-    try:
-        for _event, element in ET.iterparse(junit, events=("end",)):
-            if element.tag != "testcase":
-                continue
-            if element.find("failure") is not None or element.find("error") is not None:
-                node = node_id_of(
-                    element.get("classname", ""),
-                    element.get("name", ""),
-                    element.get("file"),
-                    root or Path.cwd(),
-                )
-                if node not in found:
-                    found.append(node)
-            element.clear()
-    except ET.ParseError as exc:
-        raise InputError("rerun-failed-from", f"{junit} is not valid JUnit XML: {exc}") from None
+    """Node ids of the failed and errored tests of a JUnit file, streamed: the plugin's
+    rerun id where it recorded one, else the id worked out from `classname` and `name`.
+    Raises InputError("rerun-failed-from") for a file that is not JUnit XML."""
+    found: dict[str, None] = {}
+    for kind, element in stream(junit, "rerun-failed-from"):
+        if kind != "case":
+            continue
+        if element.find("failure") is None and element.find("error") is None:
+            continue
+        node = properties_of(element).get(RERUN_ID) or node_id_of(
+            element.get("classname", ""),
+            element.get("name", ""),
+            element.get("file"),
+            root or Path.cwd(),
+        )
+        found[node] = None
+    return list(found)
+
+
+def properties_of(element: ET.Element) -> dict[str, str]:
+    """The `<properties>` of a test case or suite, as name -> value."""
+    found: dict[str, str] = {}
+    for child in element:
+        if local_name(child.tag) == "properties":
+            for prop in child:
+                name = prop.get("name")
+                if name is not None:
+                    found[name] = prop.get("value", "")
     return found

@@ -16,7 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from azpytest.report.junit import local_name, node_id_of, stream
+from azpytest import errors
+from azpytest.report.junit import (
+    LOCATION,
+    MARKERS,
+    RERUN_ID,
+    local_name,
+    node_id_of,
+    properties_of,
+    stream,
+)
 
 SLOWEST = 10  # tests in the list of the slowest
 CELL = 300  # characters of a table cell
@@ -33,6 +42,7 @@ _FRAME = re.compile(
     r'|\s+File "(?P<npath>[^"\n]+\.py)", line (?P<nline>\d+))',
     re.M,
 )
+_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]{1,200})'")
 _EXPLANATION = re.compile(r"^E([ \t].*)?$", re.M)  # pytest's `E   ` lines
 
 
@@ -105,6 +115,7 @@ class Shard:
     counts: Counts = field(default_factory=Counts)
     suites: list[SuiteTotals] = field(default_factory=list)
     shown: str = ""  # as the summary names it (relative; see display_names), else the label
+    markers: dict[str, str] = field(default_factory=dict)  # why it holds no test (junit.MARKERS)
 
 
 @dataclass
@@ -161,8 +172,12 @@ def _seconds(text: str | None) -> float:
 class Reader:
     """Reads shards one after another into one Report."""
 
-    def __init__(self, root: Path, keep: int, scrub: Callable[[str], str]) -> None:
+    def __init__(
+        self, root: Path, keep: int, scrub: Callable[[str], str], tests_root: Path | None = None
+    ) -> None:
         self.root = root
+        # Where pytest ran (working-directory): node ids and test files are relative to it.
+        self.tests_root = tests_root or root
         self.keep = keep
         self.scrub = scrub
         self.counts = Counts()
@@ -196,6 +211,14 @@ class Reader:
                 totals, timed = open_suites.pop()
                 if not open_suites:  # nested suites: the outermost holds the time
                     shard.counts.seconds += totals.seconds
+            elif kind == "other":
+                if local_name(element.tag) == "properties":
+                    found = {
+                        prop.get("name", ""): prop.get("value", "")
+                        for prop in element
+                        if prop.get("name") in MARKERS
+                    }
+                    shard.markers.update(found)
             elif kind == "case":
                 outcome, seconds = self._case(element, shard, failed_here)
                 for totals, timed in open_suites:
@@ -238,7 +261,8 @@ class Reader:
                 self._skip(skipped)
             self._time(seconds, element, outcome)
             return outcome, seconds
-        node_id = self._node_id(element)
+        properties = properties_of(element)
+        node_id = properties.get(RERUN_ID) or self._node_id(element)
         if failure is None and error is not None and node_id in failed_here:
             # The teardown error of a test whose call failed: one test, failed; note it.
             kept = failed_here[node_id]
@@ -257,7 +281,7 @@ class Reader:
         if len(bucket) < self.keep:
             reported = failure if failure is not None else error
             assert reported is not None
-            record = self._failure(node_id, outcome, element, reported, seconds)
+            record = self._failure(node_id, outcome, element, reported, seconds, properties)
             if failure is not None and error is not None:
                 record.notes.append(_first_line(error.get("message") or error.text or "error"))
             bucket.append(record)
@@ -267,7 +291,10 @@ class Reader:
 
     def _node_id(self, element: ET.Element) -> str:
         return node_id_of(
-            element.get("classname", ""), element.get("name", ""), element.get("file"), self.root
+            element.get("classname", ""),
+            element.get("name", ""),
+            element.get("file"),
+            self.tests_root,
         )
 
     def _time(
@@ -286,16 +313,30 @@ class Reader:
             heapq.heappush(self.slowest, item)
 
     def _failure(
-        self, node_id: str, kind: str, element: ET.Element, reported: ET.Element, seconds: float
+        self,
+        node_id: str,
+        kind: str,
+        element: ET.Element,
+        reported: ET.Element,
+        seconds: float,
+        properties: dict[str, str],
     ) -> Failure:
         text = reported.text or ""
         message = _first_line(reported.get("message") or text)
-        module = node_id.split("::", 1)[0]
-        file, line = locate(module, text, self.root)
+        file: str | None
+        line: int | None
+        if LOCATION in properties:  # recorded by the plugin from pytest's own objects
+            file, _, number = properties[LOCATION].rpartition(":")
+            file, line = (file, int(number)) if number.isdigit() else (properties[LOCATION], None)
+        else:
+            module = node_id.split("::", 1)[0]
+            file, line = locate(module, text, self.root, self.tests_root)
         if line is None and element.get("line", "").isdigit():
             line = int(element.get("line", "0")) + 1  # pytest writes it 0-based
         scrub = self.scrub
+        missing = _MISSING_MODULE.search(text)
         return Failure(
+            notes=[errors.module_not_installed(missing.group(1))] if missing else [],
             node_id=scrub(node_id),
             kind=kind,
             file=scrub(file) if file else None,
@@ -341,10 +382,14 @@ class Reader:
         )
 
 
-def locate(module: str, text: str, root: Path) -> tuple[str | None, int | None]:
+def locate(
+    module: str, text: str, root: Path, tests_root: Path | None = None
+) -> tuple[str | None, int | None]:
     """The test file (relative to the repository root) and the line of the last traceback
     entry inside it: the failing assertion, or the test's call into the helper that failed.
-    Frames in plugins, conftest helpers and site-packages are passed over."""
+    Frames in plugins, conftest helpers and site-packages are passed over. `module` is
+    relative to `tests_root` (where pytest ran; the root by default). For JUnit written
+    without the plugin, which records both (plugin/pointers.py)."""
     module = module.replace("\\", "/")
     found: tuple[str, int] | None = None
     for match in _FRAME.finditer(text):
@@ -352,7 +397,7 @@ def locate(module: str, text: str, root: Path) -> tuple[str | None, int | None]:
         number = int(match.group("line") or match.group("nline"))
         if _same_file(path, module):
             found = (path, number)
-    file = _repo_path(found[0] if found else None, module, root)
+    file = _repo_path(found[0] if found else None, module, root, tests_root or root)
     return file, (found[1] if found else None)
 
 
@@ -361,9 +406,14 @@ def _same_file(path: str, module: str) -> bool:
     return path == module or path.endswith("/" + module) or module.endswith("/" + path)
 
 
-def _repo_path(frame: str | None, module: str, root: Path) -> str | None:
+def _repo_path(frame: str | None, module: str, root: Path, tests_root: Path) -> str | None:
     if not module:
         return None
+    if (tests_root / module).exists():
+        try:
+            return (tests_root / module).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return module
     if (root / module).is_file() or frame is None:
         return module
     candidate = Path(frame)

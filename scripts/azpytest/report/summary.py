@@ -87,13 +87,16 @@ def _size(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
-def render_summary(report: Report, limit: int) -> str:
-    """The job summary in Markdown, at most `limit` bytes: the verdict, totals, slowest tests
-    and shards always; as many failure rows and tracebacks as fit, with a note for the rest."""
+def render_summary(report: Report, limit: int, note: str | None = None) -> str:
+    """The job summary in Markdown, at most `limit` bytes: the verdict (and `note`, why a run
+    with no test passes), totals, slowest tests and shards always; as many failure rows and
+    tracebacks as fit, with a note for the rest."""
     counts = report.counts
+    icon = "✅" if note and not counts.total else _icon(counts)
     head = [
-        f"### {_icon(counts)} {verdict(counts)}",
+        f"### {icon} {verdict(counts)}",
         "",
+        *([f"> {note}", ""] if note else []),
         "| Passed | Failed | Errors | Skipped | xfailed | Total | Duration |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| {counts.passed} | {counts.failed} | {counts.errors} | {counts.skipped} "

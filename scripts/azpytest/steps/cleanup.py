@@ -16,12 +16,16 @@ the recorded one is another's (its id was reused) and is left alone.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from azpytest import processes
-from azpytest.rundir import MARKER, RunDir
+from azpytest.rundir import MARKER, RunDir, forget_latest
 from azpytest.settings import InputError
 
 
-def run(run_dir: RunDir) -> int:
+def run(run_dir: RunDir, latest: Path | None = None) -> int:
+    """Clean `run_dir`; on a laptop, the `latest` link stops pointing at it (a later run
+    makes a folder of its own)."""
     if not run_dir.path.exists():
         print(f"azpytest: cleanup: {run_dir.path} does not exist; nothing to remove", flush=True)
         return 0
@@ -37,6 +41,8 @@ def run(run_dir: RunDir) -> int:
             print(_ended_left_running(record.command, record.pgid, ended), flush=True)
         run_dir.forget_group(record.pgid)
     removed = run_dir.delete_credentials()
+    if latest is not None:
+        forget_latest(latest, run_dir.path)
     left = sorted(p.name for p in run_dir.path.iterdir() if not p.name.startswith(".azpytest"))
     print(
         f"azpytest: cleanup of {run_dir.path}: removed {', '.join(removed) or 'nothing'}; "

@@ -13,18 +13,23 @@ step, and `cleanup` ends what a SIGKILL of ours left running.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import TextIO, cast
 
-from azpytest import errors, processes
+from azpytest import errors, maskchannel, processes
+from azpytest.dbt import ProfileVariableMissing
 from azpytest.github import Workflow
-from azpytest.report.junit import failed_node_ids
+from azpytest.masking import Scrubber, write_tokens
+from azpytest.report.junit import EMPTY_SHARD, NOTHING_TO_RERUN, failed_node_ids, write_empty
 from azpytest.rundir import AZ_CONFIG, ENV_VARIABLE, GroupRecord, RunDir
 from azpytest.settings import InputError, Settings
 
@@ -94,9 +99,16 @@ def durations_out(settings: Settings) -> Path:
     return settings.rundir.durations(settings.run.shard_index)
 
 
+def warn_dotenv_withheld(settings: Settings, workflow: Workflow) -> None:
+    """One warning naming the `.env` variables not loaded in CI (settings.DOTENV_CI_WITHHELD)."""
+    if settings.dotenv_withheld:
+        workflow.warning(errors.dotenv_withheld(settings.env_file, settings.dotenv_withheld))
+
+
 def run(settings: Settings, workflow: Workflow) -> int:
+    warn_dotenv_withheld(settings, workflow)
+    settings = settings.claim_run_dir(new=False)
     options = settings.run
-    settings.rundir.create()
     junit = (options.junit_path or settings.rundir.junit).resolve()
     junit.parent.mkdir(parents=True, exist_ok=True)
     tests = list(options.tests)
@@ -107,6 +119,11 @@ def run(settings: Settings, workflow: Workflow) -> int:
             tests += [t for t in failed_node_ids(junit_file, root) if t not in tests]
         earlier = _names(options.rerun_failed_from)
         if not tests:
+            # A JUnit file that says so: the report and the merge pass it, explained.
+            write_empty(
+                junit, NOTHING_TO_RERUN, ", ".join(p.name for p in options.rerun_failed_from)
+            )
+            workflow.set_output("junit-path", str(junit))
             print(f"azpytest: {earlier} lists no failed tests: nothing to rerun", flush=True)
             return 0
         print(f"azpytest: rerunning the {len(tests)} failed test(s) of {earlier}", flush=True)
@@ -119,19 +136,34 @@ def run(settings: Settings, workflow: Workflow) -> int:
         print(" ".join(shlex.quote(part) for part in command), flush=True)
     env = _with_kubelogin(settings, env)
     with contextlib.ExitStack() as stack:
+        relay, relayed, env = _with_mask_channel(stack, settings, workflow, env)
         if settings.use_broker:
-            env = _with_broker(stack, settings, workflow, env, "pytest")
+            env = _with_broker(stack, settings, relayed, env, "pytest")
         started = time.monotonic()
         ended = _run_recorded(
-            "pytest", command, env, options.working_directory, settings.rundir, signal.SIGINT
+            "pytest",
+            command,
+            env,
+            options.working_directory,
+            settings.rundir,
+            signal.SIGINT,
+            relay,
         )
         elapsed = time.monotonic() - started
+    _scrub_in_place(env, [junit, durations, settings.rundir.audit])
     workflow.set_output("junit-path", str(junit))
     for line in _how_it_ended("pytest", ended, signal.SIGINT):
         print(line, flush=True)
     print(f"azpytest: pytest exited {ended.code} after {elapsed:.1f} s; JUnit: {junit}", flush=True)
     # Ended by signal N (pytest exits 2 when interrupted): 128 + N, as a killed process would.
     code = 128 + ended.received if ended.received is not None else ended.code
+    if code == NO_TESTS and options.shard_count > 1:
+        # More shards than tests (a small suite, or a rerun of few failures): this shard's
+        # share is empty. It passes; the merge of all shards judges the whole run.
+        which = f"{options.shard_index + 1}/{options.shard_count}"
+        write_empty(junit, EMPTY_SHARD, which)
+        workflow.notice(errors.empty_shard(which), title=errors.NO_TESTS_TITLE)
+        return 0
     if code == NO_TESTS and not options.allow_no_tests:
         workflow.error(
             errors.no_tests_collected(tests, options.markers), title=errors.NO_TESTS_TITLE
@@ -172,6 +204,7 @@ def _run_recorded(
     cwd: Path | None,
     run_dir: RunDir | None,
     interrupt: int | None,
+    relay: processes.LineRelay | None = None,
 ) -> processes.Outcome:
     """`processes.run_group`, the group recorded in `run_dir` while it runs (for `cleanup`,
     should we be SIGKILLed) and forgotten once nothing of it is left."""
@@ -183,7 +216,9 @@ def _run_recorded(
             run_dir.record_group(GroupRecord(group.pgid, group.started, what))
 
     try:
-        return processes.run_group(command, env, cwd, interrupt=interrupt, on_start=record)
+        return processes.run_group(
+            command, env, cwd, interrupt=interrupt, on_start=record, relay=relay
+        )
     finally:
         if run_dir is not None:
             for group in groups:
@@ -205,9 +240,71 @@ def _how_it_ended(what: str, ended: processes.Outcome, interrupt: int | None) ->
     elif ended.leftovers:
         lines.append(
             f"azpytest: ended {ended.leftovers} process(es) still running in {what}'s process "
-            "group after it exited (started by the tests)"
+            f"group after it exited (started by {'the tests' if what == 'pytest' else 'it'})"
         )
     return lines
+
+
+def _with_mask_channel(
+    stack: contextlib.ExitStack, settings: Settings, workflow: Workflow, env: dict[str, str]
+) -> tuple[processes.LineRelay | None, Workflow, dict[str, str]]:
+    """The mask channel for the rest of `stack` (see `maskchannel`): pytest's output relayed
+    through us, each mask that the test process (or anything it starts) sends, and each that
+    this process makes (the broker's tokens), written on a line of its own in order with it.
+    Every token masked here is recorded (0600) for the report step's scrubber. The relay, a
+    Workflow that writes through it, and the command's environment."""
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:  # stdout is not a file (run called in-process): nothing to order
+        return None, workflow, env
+    sys.stdout.flush()
+    relay = processes.LineRelay(out)
+    relayed = Workflow(workflow.environ, out=cast(TextIO, _RelayText(relay)))
+    tokens: set[str] = set()
+    guard = threading.Lock()
+
+    def record(value: str) -> None:
+        with guard:
+            if value not in tokens:
+                tokens.add(value)
+                write_tokens(settings.rundir, tokens)
+
+    maskchannel.on_mask(record)
+    path = stack.enter_context(
+        maskchannel.serving(lambda value, encoded: relayed.mask(value, encoded=encoded))
+    )
+    return relay, relayed, {**env, maskchannel.ENV_VARIABLE: path}
+
+
+def _scrub_in_place(env: dict[str, str], paths: list[Path]) -> None:
+    """pytest's files, scrubbed before any step uploads them, of the tokens masked while it
+    ran (the broker's among them: the test process may not have known them) and the
+    prepared values."""
+    scrubber = Scrubber.from_environment(env)
+    if not scrubber:
+        return
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        clean = scrubber.data(data)
+        if clean != data:
+            path.write_bytes(clean)
+
+
+class _RelayText(io.TextIOBase):
+    """Our own text output while pytest's is relayed: workflow commands on lines of their
+    own, in order with pytest's output."""
+
+    def __init__(self, relay: processes.LineRelay) -> None:
+        self._relay = relay
+
+    def write(self, text: str) -> int:
+        if text.startswith("::"):
+            self._relay.line(text)
+        else:
+            self._relay.write(text.encode("utf-8"))
+        return len(text)
 
 
 def _with_kubelogin(settings: Settings, env: dict[str, str]) -> dict[str, str]:
@@ -295,12 +392,47 @@ def _with_az(settings: Settings, env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _dbt_profile_env(command: list[str], env: dict[str, str]) -> dict[str, str]:
+    """The variables the prepared dbt profile reads that `env` lacks: an Entra target's token,
+    fresh for this command. A missing other variable stops a `dbt` command before it starts
+    (ProfileVariableMissing); any other command runs without the token then."""
+    folder = env.get("DBT_PROFILES_DIR")
+    if not folder:
+        return {}
+    from azpytest.dbt import profile_environment
+
+    try:
+        added = profile_environment(Path(folder), env)
+    except ProfileVariableMissing:
+        if Path(command[0]).name in ("dbt", "dbt.exe"):
+            raise
+        return {}
+    for name, value in added.items():
+        if name.endswith("_EXPIRES_ON"):
+            until = time.strftime("%H:%M:%S UTC", time.gmtime(int(value)))
+            token = name.removesuffix("_EXPIRES_ON")
+            print(
+                f"azpytest: dbt: {token} holds a fresh Entra token for the profile in {folder} "
+                f"(valid until {until}); dbt logins after that fail",
+                flush=True,
+            )
+    return added
+
+
 def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> int:
     """`azpytest exec -- COMMAND`: any command with the token broker (unless broker: false)
     and the prepared environment; its exit code, 128 + N when signal N ended it."""
     if not command:
         raise InputError("COMMAND", "give the command to run after --: azpytest exec -- CMD ...")
+    warn_dotenv_withheld(settings, workflow)
+    settings = settings.claim_run_dir(new=False)
     env = {**os.environ, **_local_env(settings), ENV_VARIABLE: str(settings.run_dir)}
+    try:
+        env.update(_dbt_profile_env(command, env))
+    except errors.Diagnosis as diagnosis:
+        return errors.die(diagnosis, workflow, "exec")
+    except ProfileVariableMissing as exc:
+        return errors.bad_input("exec", exc, workflow)
     env = _with_kubelogin(settings, env)
     with contextlib.ExitStack() as stack:
         if settings.run.broker is not False:  # the reason to use exec: on unless turned off
