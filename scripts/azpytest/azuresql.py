@@ -12,7 +12,9 @@ SSL_CERT_FILE); nothing here turns that off. Login refusals become diagnoses
 
 from __future__ import annotations
 
+import ctypes
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,9 +60,26 @@ def connection_string(target: Target) -> str:
     return ";".join(parts)
 
 
+class DriverMissing(Exception):
+    """No driver could be loaded: one line saying what to install (errors.sql_no_driver)."""
+
+
+def _libltdl_loads() -> bool:
+    """Whether the dynamic loader finds libltdl.so.7, which the ODBC driver manager inside
+    mssql-python's wheel needs (Debian's libltdl7). mssql-python imports without it and
+    fails only at connect: "Failed to load the driver"."""
+    if not sys.platform.startswith("linux"):
+        return True
+    try:
+        ctypes.CDLL("libltdl.so.7")
+    except OSError:
+        return False
+    return True
+
+
 def load_driver(wanted: str | None = None) -> tuple[str, Any]:
     """(name, module) of the driver to use: mssql-python when it loads, else pyodbc with a SQL
-    Server ODBC driver. A driver that cannot load is an errors.Diagnosis with the one fix."""
+    Server ODBC driver. An unknown name is an errors.Diagnosis; no driver, DriverMissing."""
     if wanted is not None and wanted not in DRIVERS:
         raise errors.sql_unknown_driver(wanted, DRIVERS)
     problems: list[str] = []
@@ -70,7 +89,9 @@ def load_driver(wanted: str | None = None) -> tuple[str, Any]:
         except ImportError as exc:
             problems.append(errors.sql_driver_not_loaded(MSSQL_PYTHON, str(exc)))
         else:
-            return MSSQL_PYTHON, mssql_python
+            if _libltdl_loads():
+                return MSSQL_PYTHON, mssql_python
+            problems.append(errors.LIBLTDL_MISSING)
     if wanted in (None, PYODBC):
         try:
             import pyodbc  # type: ignore[import-not-found,unused-ignore]
@@ -79,8 +100,8 @@ def load_driver(wanted: str | None = None) -> tuple[str, Any]:
         else:
             if any("SQL Server" in name for name in pyodbc.drivers()):
                 return PYODBC, pyodbc
-            problems.append(errors.NO_ODBC_DRIVER)
-    raise errors.sql_no_driver(problems)
+            problems.append(errors.PYODBC_NO_SQL_DRIVER)
+    raise DriverMissing(errors.sql_no_driver(problems))
 
 
 def connect(

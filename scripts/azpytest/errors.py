@@ -1136,13 +1136,19 @@ def sql_unknown_driver(wanted: str, drivers: Sequence[str]) -> Diagnosis:
     )
 
 
+LIBLTDL_MISSING = (
+    "mssql-python cannot load its ODBC driver: libltdl.so.7 is missing; install it with "
+    "`sudo apt-get install -y libltdl7` (Debian, Ubuntu)"
+)
+
+
+PYODBC_NO_SQL_DRIVER = (
+    "pyodbc finds no SQL Server ODBC driver (Microsoft's msodbcsql18 package installs one)"
+)
+
+
 def sql_driver_not_loaded(driver: str, problem: str) -> str:
     """One line: why a SQL driver did not load, and the fix."""
-    if "libltdl" in problem:
-        return (
-            f"{driver} cannot load its ODBC driver: libltdl.so.7 is missing; install it with "
-            "`sudo apt-get install -y libltdl7` (Debian, Ubuntu)"
-        )
     if driver == "mssql-python":
         return (
             f"mssql-python is not installed ({problem}); add `mssql-python` (or "
@@ -1151,18 +1157,9 @@ def sql_driver_not_loaded(driver: str, problem: str) -> str:
     return f"{driver} is not installed ({problem})"
 
 
-def sql_no_driver(problems: Sequence[str]) -> Diagnosis:
-    return Diagnosis(
-        kind="sql-driver-missing",
-        what="azure_sql_connection: no SQL Server driver could be loaded.",
-        cause="; ".join(problems) + ".",
-        fix=(
-            "Install Microsoft's driver where the tests run (it brings ODBC Driver 18 in its "
-            "wheel):\n\n```yaml\n- uses: org/azpytest@v1\n  with:\n    requirements: "
-            "mssql-python\n```\n\nOn Debian or Ubuntu it needs libltdl7 "
-            "(`sudo apt-get install -y libltdl7`)."
-        ),
-    )
+def sql_no_driver(problems: Sequence[str]) -> str:
+    """One line (a skip reason locally, a failure in CI): why no driver loaded, each fix."""
+    return "azpytest: azure_sql_connection: " + "; ".join(problems)
 
 
 def _principal(claims: Mapping[str, Any]) -> list[tuple[str, str]]:

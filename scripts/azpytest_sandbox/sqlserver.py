@@ -108,6 +108,8 @@ class SqlServerStandIn:
         self._tcp: _TcpServer | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
+        # Every token a login presented, in order: tests check they were masked, and renewed.
+        self.tokens_seen: list[str] = []
 
     @property
     def host_name(self) -> str:
@@ -385,6 +387,7 @@ class _Connection(socketserver.BaseRequestHandler):
             channel.packet_size = login.packet_size
         who = "anonymous"
         if login.token:
+            stand_in.tokens_seen.append(login.token)
             with contextlib.suppress(jwt.PyJWTError):
                 claims = jwt.decode(login.token, options={"verify_signature": False})
                 who = str(claims.get("appid", "anonymous"))

@@ -123,12 +123,10 @@ def azure_sql_connection(
     opened: list[SqlConnection] = []
 
     def token_for(scope: str) -> str:
-        try:
-            # A current token for every new connection: a long session never uses an old one.
-            credential = request.getfixturevalue("azure_credential")
-            return str(credential.get_token(scope).token)
-        except errors.Diagnosis as exc:
-            fail_diagnosis(exc)
+        # A current token for every new connection (the job's credential renews it and masks
+        # it in the log): a long session never uses an old one.
+        credential = request.getfixturevalue("azure_credential")
+        return str(credential.get_token(scope).token)
 
     def connect(name: str | None = None, driver: str | None = None, **kwargs: Any) -> SqlConnection:
         spec = _pick(azpytest_connections, name, "azure-sql")
@@ -141,14 +139,19 @@ def azure_sql_connection(
             user=None if entra else spec.user,
             password=None if entra else spec.password(),
         )
-        try:
-            azuresql.load_driver(driver)
-        except errors.Diagnosis as exc:
-            skip_or_fail(exc.text())
+        missing: str | None = None
+        refused: errors.Diagnosis | None = None
         try:
             conn = azuresql.connect(target, token_for, cloud=_cloud(), driver=driver, **kwargs)
+        except azuresql.DriverMissing as exc:
+            missing = str(exc)
         except errors.Diagnosis as exc:
-            fail_diagnosis(exc)
+            refused = exc
+        # Outside the except blocks: the test's failure shows the diagnosis alone.
+        if missing is not None:
+            skip_or_fail(missing)
+        if refused is not None:
+            fail_diagnosis(refused)
         opened.append(conn)
         return conn
 
