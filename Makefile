@@ -1,6 +1,6 @@
 # The README's two commands, `make demo` and `make test`, work on a fresh machine:
 # `bootstrap` installs uv, the project's venv, the az CLI (in its own venv, .azcli) and
-# Debian's PostgreSQL when they are missing.
+# Debian's PostgreSQL and libltdl7 (for mssql-python's ODBC driver) when they are missing.
 
 PYTHON ?= python3
 UV := $(PYTHON) -m uv

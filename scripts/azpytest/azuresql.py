@@ -13,6 +13,7 @@ SSL_CERT_FILE); nothing here turns that off. Login refusals become diagnoses
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -135,6 +136,7 @@ def connect(
 
 
 _IP = re.compile(r"Client with IP address '([^']+)' is not allowed")
+_VERIFY = re.compile(r"certificate verify failed:?([^\]]*)")
 _SERVER = re.compile(r"Cannot open server '([^']+)'")
 
 
@@ -157,6 +159,12 @@ def diagnose(message: str, target: Target, cloud: Cloud, token: str | None) -> A
         if "Token is expired" in message:
             return errors.sql_token_expired(target.host, claims)
         return errors.sql_not_a_user(target.host, target.database, claims)
+    if "certificate verify failed" in message:
+        found = _VERIFY.search(message)
+        reason = found.group(1).strip() if found else "?"
+        return errors.sql_certificate_untrusted(
+            target.host, reason, os.environ.get("SSL_CERT_FILE")
+        )
     if "is not currently available" in message:
         return errors.sql_database_unavailable(target.host, target.database)
     return None

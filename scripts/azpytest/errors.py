@@ -1265,3 +1265,25 @@ def sql_database_unavailable(host: str, database: str) -> Diagnosis:
         fix="Retry the connection after a minute; a serverless database resumes on the retry.",
         transient=True,
     )
+
+
+def sql_certificate_untrusted(host: str, reason: str, ca_file: str | None) -> Diagnosis:
+    return Diagnosis(
+        kind="sql-certificate-untrusted",
+        what=(
+            f"Azure SQL {host}: the driver did not trust the server's TLS certificate "
+            f"(certificate verify failed: {reason})."
+        ),
+        cause=(
+            "ODBC Driver 18 checks the server's certificate against OpenSSL's trusted roots "
+            "(SSL_CERT_FILE, else the system's): a proxy that intercepts TLS, a CA missing from "
+            "that store, or a host name the certificate does not name (use the server's "
+            "<name>.database.windows.net name, not an IP address)."
+        ),
+        details=[("server", host), ("SSL_CERT_FILE", ca_file or "unset")],
+        fix=(
+            "Add the CA to the system's trusted roots (`update-ca-certificates`) or point "
+            "SSL_CERT_FILE at a bundle that holds it. Do not set TrustServerCertificate=yes: it "
+            "accepts any server, and the job's token with it."
+        ),
+    )

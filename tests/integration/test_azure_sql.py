@@ -318,6 +318,32 @@ def test_a_firewall_that_excludes_loopback_gets_the_40615_diagnosis(
     assert [e.status for e in sandbox.log.select(service="sql", method="LOGIN")] == [40615]
 
 
+def test_a_database_that_is_not_available_gets_the_40613_diagnosis(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    make_sandbox: Callable[..., Sandbox],
+    tmp_path: Path,
+) -> None:
+    paused = {"name": "appdb", "users": ["azpytest-ci"], "available": False}
+    sandbox = make_sandbox({"sql_servers": [sql_server(databases=[paused])]})
+    result = run_fixture_tests(
+        pytester,
+        monkeypatch,
+        sandbox,
+        connections(tmp_path / "c.yaml", sandbox),
+        "def test_sql(azure_sql_connection):\n    azure_sql_connection()\n",
+    )
+    result.assert_outcomes(failed=1)
+    assert failure_text(result) == textwrap.dedent("""\
+        Azure SQL localhost: error 40613, database 'appdb' is not currently available.
+
+        Likely cause: the database is paused (serverless auto-pause), being scaled, failed over or under maintenance.
+
+        Fix:
+          Retry the connection after a minute; a serverless database resumes on the retry.""")
+    assert [e.status for e in sandbox.log.select(service="sql", method="LOGIN")] == [40613]
+
+
 def test_the_us_government_cloud_asks_for_its_own_database_scope(
     pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,
@@ -369,6 +395,41 @@ def test_the_us_government_cloud_asks_for_its_own_database_scope(
         Fix:
           Set the action's `cloud` input to the server's cloud (AzureUSGovernment for *.database.usgovcloudapi.net, AzureChinaCloud for *.database.chinacloudapi.cn), or give the connection `scope: {GOV_SCOPE}` in the profiles input.""")
     )
+
+
+def test_the_servers_certificate_is_checked_against_the_trusted_roots(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    make_sandbox: Callable[..., Sandbox],
+    tmp_path: Path,
+) -> None:
+    """Encrypt on and no TrustServerCertificate: with the system's roots only (no sandbox CA)
+    the driver refuses the stand-in's certificate before any login is sent."""
+    system_roots = "/etc/ssl/certs/ca-certificates.crt"
+    sandbox = make_sandbox({"sql_servers": [sql_server()]})
+    result = run_fixture_tests(
+        pytester,
+        monkeypatch,
+        sandbox,
+        connections(tmp_path / "c.yaml", sandbox),
+        "def test_sql(azure_sql_connection):\n    azure_sql_connection()\n",
+        SSL_CERT_FILE=system_roots,
+    )
+    result.assert_outcomes(failed=1)
+    assert (
+        failure_text(result)
+        == textwrap.dedent(f"""\
+        Azure SQL localhost: the driver did not trust the server's TLS certificate (certificate verify failed: unable to get local issuer certificate).
+
+        Likely cause: ODBC Driver 18 checks the server's certificate against OpenSSL's trusted roots (SSL_CERT_FILE, else the system's): a proxy that intercepts TLS, a CA missing from that store, or a host name the certificate does not name (use the server's <name>.database.windows.net name, not an IP address).
+
+          server         localhost
+          SSL_CERT_FILE  {system_roots}
+
+        Fix:
+          Add the CA to the system's trusted roots (`update-ca-certificates`) or point SSL_CERT_FILE at a bundle that holds it. Do not set TrustServerCertificate=yes: it accepts any server, and the job's token with it.""")
+    )
+    assert sandbox.log.select(service="sql", method="LOGIN") == []
 
 
 # ---------------------------------------------------------------------------- the driver
