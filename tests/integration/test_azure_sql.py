@@ -75,8 +75,8 @@ def suite(tmp_path: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def audit(result: Any) -> list[dict[str, Any]]:
-    path = Path(result.runner_temp, "azpytest", "12345678901-1-test", "audit.jsonl")
+def audit(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "audit.jsonl"
     lines = path.read_text().splitlines() if path.exists() else []
     return [entry for entry in map(json.loads, lines) if entry.get("source") == "broker"]
 
@@ -112,6 +112,17 @@ OWN_CONNECTION = """
 """
 
 
+PROFILES = """\
+connections:
+  app:
+    kind: azure-sql
+    host: {secret: sql-host}
+    port: {secret: sql-port}
+    database: {secret: sql-database}
+    auth: entra
+"""
+
+
 def test_the_fixture_and_a_suites_own_default_azure_credential_log_in_as_the_app(
     tmp_path: Path, make_sandbox: Callable[..., Sandbox], actions_step: Step
 ) -> None:
@@ -134,12 +145,19 @@ def test_the_fixture_and_a_suites_own_default_azure_credential_log_in_as_the_app
     """
     )
     root = suite(tmp_path, {"test_sql.py": tests})
+    # The azure-sql kind of the profiles input, its address read from the vault's metadata.
+    prepared = actions_step(
+        sandbox,
+        "prepare",
+        env={"AZPYTEST_KEY_VAULT": "kv-azpytest", "AZPYTEST_PROFILES": PROFILES},
+    )
+    assert prepared.returncode == 0, prepared.stdout + prepared.stderr
     result = actions_step(
         sandbox,
         "run",
         env={
+            **prepared.env_file,
             "AZPYTEST_WORKING_DIRECTORY": str(root),
-            "AZPYTEST_CONNECTIONS": str(connections(tmp_path / "c.yaml", sandbox)),
             "SQL_PORT": str(stand_in.port),
         },
     )
@@ -149,7 +167,9 @@ def test_the_fixture_and_a_suites_own_default_azure_credential_log_in_as_the_app
     assert [(e.path, e.status, e.who) for e in logins] == [("/appdb", 0, CLIENT_ID)] * 2
     # Both tokens were for the public cloud's database, the second through the broker.
     assert [claims(t)["aud"] for t in stand_in.tokens_seen] == ["https://database.windows.net"] * 2
-    served = Counter((e["resource"], e["outcome"]) for e in audit(result))
+    served = Counter(
+        (e["resource"], e["outcome"]) for e in audit(Path(prepared.env_file["AZPYTEST_RUN_DIR"]))
+    )
     assert served == {("https://database.windows.net", "fresh"): 1}
     # Each token the driver got was masked in the job's log, and nothing written holds one.
     masks = result.commands("add-mask")
