@@ -1124,6 +1124,17 @@ def suite_loaded_credential_variables(names: Sequence[str]) -> str:
     )
 
 
+def no_kubelet_identity(cluster: object) -> Diagnosis:
+    """ARM's managed cluster has no kubelet identity (a cluster on a service principal)."""
+    return Diagnosis(
+        kind="aks-no-kubelet-identity",
+        what=f"ARM: the AKS cluster {cluster} has no kubelet identity.",
+        cause="its properties.identityProfile.kubeletidentity is empty: the cluster runs on a "
+        "service principal, so real_aks_cluster['managed_identity_client_id'] has no value.",
+        fix="Use a cluster with a managed identity, or leave that key unused.",
+    )
+
+
 # Azure SQL (azuresql.py): the driver, and the refusals of a login with the job's token.
 
 

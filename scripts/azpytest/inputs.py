@@ -370,6 +370,7 @@ INPUTS: tuple[Input, ...] = (
     Input("upload", "upload artifacts: always, failure or never", ACTION, steps=()),
     Input("artifact-name", "name of the uploaded artifact", ACTION, steps=()),
     Input("python-version", "Python of azpytest's private environment", ACTION, steps=()),
+    Input("cache", "restore azpytest's environment from the Actions cache", ACTION, steps=()),
     Input("requirements", "the tests' own dependencies for that environment", ACTION, steps=()),
     Input("merge", "merge mode: a glob of the shards' JUnit files", ACTION, steps=()),
     # ------------------------------------------------------------ the timeout policy (http.py)

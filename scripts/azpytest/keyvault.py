@@ -12,6 +12,7 @@ import difflib
 import json
 import re
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,17 +121,62 @@ def fetch(settings: Settings, identity: Identity, audit: AuditLog) -> list[Fetch
         def get(name: str, env: str) -> Future[FetchedSecret]:
             return pool.submit(_get, client, settings, identity, audit, vault, name, env)
 
+        taken = {name.lower() for name, _ in wanted}
+        guard = threading.Lock()
+        by_glob: list[tuple[int, str, Future[FetchedSecret]]] = []
+        skipped: list[tuple[int, str, Callable[[], None]]] = []
+
+        def take(page: Iterable[Any]) -> None:
+            """A page of the listing: a read started at once for each secret a glob takes
+            (the first glob that matches it), while the next page is asked for."""
+            for props in page:
+                name = props.name
+                with guard:
+                    index = next((i for i, g in enumerate(globs) if g.matches(name)), None)
+                    if index is None or name.lower() in taken:
+                        continue
+                    taken.add(name.lower())
+                spec = globs[index]
+                state = _state(props.enabled, props.expires_on, props.not_before)
+                env = env_name_for(name)
+                if state:
+                    problem = errors.secret_skipped(
+                        vault=vault, secret=name, state=state, glob=spec.source
+                    )
+                    outcome = f"skipped: {state}"
+                elif denied_variable(env):
+                    problem = errors.secret_name_denied(
+                        vault=vault, secret=name, env=env, glob=spec.source
+                    )
+                    outcome = "skipped: denied name"
+                else:
+                    future = get(name, env)
+                    with guard:
+                        by_glob.append((index, name, future))
+                    continue
+
+                def say(
+                    name: str = name,
+                    version: Any = props.version,
+                    outcome: str = outcome,
+                    problem: str = problem,
+                ) -> None:
+                    audit.record(identity, vault, name, version, outcome)
+                    identity.workflow.warning(problem)
+
+                with guard:
+                    skipped.append((index, name, say))
+
+        def listing() -> None:
+            # A retried listing starts again: the names it took already are not taken twice.
+            for page in client.list_properties_of_secrets().by_page():
+                take(page)
+
         # One request draws Key Vault's challenge (the glob's listing, else the first read);
         # the others go out once a request carried the token, so none is sent without it.
         opener: Future[Any] = (
             pool.submit(
-                _call,
-                lambda: {p.name: p for p in client.list_properties_of_secrets()},
-                identity,
-                settings,
-                vault,
-                None,
-                "secrets/readMetadata/action",
+                _call, listing, identity, settings, vault, None, "secrets/readMetadata/action"
             )
             if globs
             else get(*wanted[0])
@@ -139,32 +185,12 @@ def fetch(settings: Settings, identity: Identity, audit: AuditLog) -> list[Fetch
         authorized.wait()
         futures: list[Future[Any]] = [] if globs else [opener]
         futures += [get(name, env) for name, env in wanted[len(futures) :]]
-        listed: dict[str, Any] = opener.result() if globs else {}
-        taken = {name.lower() for name, _ in wanted}
-        for spec in globs:
-            for name, props in sorted(listed.items()):
-                if not spec.matches(name) or name.lower() in taken:
-                    continue
-                taken.add(name.lower())
-                state = _state(props.enabled, props.expires_on, props.not_before)
-                if state:
-                    audit.record(identity, vault, name, props.version, f"skipped: {state}")
-                    identity.workflow.warning(
-                        errors.secret_skipped(
-                            vault=vault, secret=name, state=state, glob=spec.source
-                        )
-                    )
-                    continue
-                env = env_name_for(name)
-                if denied_variable(env):
-                    audit.record(identity, vault, name, props.version, "skipped: denied name")
-                    identity.workflow.warning(
-                        errors.secret_name_denied(
-                            vault=vault, secret=name, env=env, glob=spec.source
-                        )
-                    )
-                    continue
-                futures.append(get(name, env))
+        if globs:
+            opener.result()  # the whole listing: every glob's reads have started
+        # In the order of the globs, then of the names: the same output on every run.
+        for _, _, say in sorted(skipped, key=lambda entry: entry[:2]):
+            say()
+        futures += [future for _, _, future in sorted(by_glob, key=lambda entry: entry[:2])]
         warm.exception()  # a failure here shows again, diagnosed, in the first get
         return [f.result() for f in futures]
 

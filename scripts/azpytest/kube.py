@@ -84,14 +84,50 @@ def request_kubeconfig(settings: Settings, who: Identity, workflow: Workflow) ->
     params = {"api-version": API_VERSION}
     if not settings.aks_admin:
         params["format"] = "exec"  # kubelogin's exec, not the retired azure auth-provider
-    url = f"{settings.cloud.arm_endpoint}{cluster_id(settings)}/{action}"
+    answer, body = _arm_call("POST", f"/{action}", params, settings, who, workflow)
+    if answer.status_code != 200:
+        raise _arm_failure(answer, settings, who, action)
+    try:
+        entries = body["kubeconfigs"]
+        value = entries[0]["value"]
+        text = base64.b64decode(value, validate=True).decode("utf-8")
+    except (ValueError, KeyError, IndexError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise errors.kubeconfig_unreadable(
+            cluster=settings.aks_cluster, problem=errors.KUBECONFIG_NOT_BASE64
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict):
+        # Mask first: a kubeconfig that is not YAML may still hold a key.
+        workflow.mask(text, encoded=True)
+        raise errors.kubeconfig_unreadable(
+            cluster=settings.aks_cluster, problem=errors.KUBECONFIG_NOT_YAML
+        )
+    return data
+
+
+def _arm_call(
+    method: str,
+    suffix: str,
+    params: dict[str, str],
+    settings: Settings,
+    who: Identity,
+    workflow: Workflow,
+) -> tuple[requests.Response, Any]:
+    """One ARM request on the cluster (its id + `suffix`) with the job's ARM token, asked
+    again on a transient answer until the deadline; the answer and its JSON (None unless
+    200)."""
+    url = f"{settings.cloud.arm_endpoint}{cluster_id(settings)}{suffix}"
     host = urllib.parse.urlsplit(settings.cloud.arm_endpoint).hostname or url
     timeouts = http.Timeouts(settings.timeout)
     token = who.get_token(settings.cloud.arm_scope).token  # masked, Entra refusals diagnosed
 
     def attempt(timeout: tuple[float, float]) -> tuple[requests.Response, Any]:
         try:
-            answer = session.post(
+            answer = session.request(
+                method,
                 url,
                 params=params,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
@@ -118,32 +154,22 @@ def request_kubeconfig(settings: Settings, who: Identity, workflow: Workflow) ->
 
     with http.session(workflow.environ, timeouts=timeouts) as session:
         try:
-            answer, body = http.retrying(attempt, timeouts)
+            return http.retrying(attempt, timeouts)
         except http.GaveUp as gave_up:
             raise errors.service_unavailable(
                 service=errors.ARM, host=host, said=gave_up.summary(), environ=workflow.environ
             ) from None
+
+
+def kubelet_client_id(settings: Settings, who: Identity, workflow: Workflow) -> str:
+    """The client id of the cluster's kubelet identity (its identityProfile, from ARM)."""
+    answer, body = _arm_call("GET", "", {"api-version": API_VERSION}, settings, who, workflow)
     if answer.status_code != 200:
-        raise _arm_failure(answer, settings, who, action)
+        raise _arm_failure(answer, settings, who, "read")
     try:
-        entries = body["kubeconfigs"]
-        value = entries[0]["value"]
-        text = base64.b64decode(value, validate=True).decode("utf-8")
-    except (ValueError, KeyError, IndexError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise errors.kubeconfig_unreadable(
-            cluster=settings.aks_cluster, problem=errors.KUBECONFIG_NOT_BASE64
-        ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        data = None
-    if not isinstance(data, dict):
-        # Mask first: a kubeconfig that is not YAML may still hold a key.
-        workflow.mask(text, encoded=True)
-        raise errors.kubeconfig_unreadable(
-            cluster=settings.aks_cluster, problem=errors.KUBECONFIG_NOT_YAML
-        )
-    return data
+        return str(body["properties"]["identityProfile"]["kubeletidentity"]["clientId"])
+    except (KeyError, TypeError):
+        raise errors.no_kubelet_identity(settings.aks_cluster) from None
 
 
 def _arm_code(answer: requests.Response) -> str:
@@ -176,7 +202,8 @@ def _arm_failure(
         return errors.aks_forbidden(
             cluster=settings.aks_cluster,
             cluster_id=cluster_id(settings),
-            action=f"Microsoft.ContainerService/managedClusters/{action}/action",
+            action=f"Microsoft.ContainerService/managedClusters/{action}"
+            + ("" if action == "read" else "/action"),
             admin=settings.aks_admin,
             client_id=client_id,
             object_id=object_id,

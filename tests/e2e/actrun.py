@@ -192,7 +192,9 @@ def pinned(action: str) -> str:
         (CHECKOUT / "action.yml").read_text(),
         (CHECKOUT / ".github" / "workflows" / "pytest-azure.yml").read_text(),
     ]
-    shas = {m for text in texts for m in re.findall(rf"{action}@([0-9a-f]{{40}})", text)}
+    # `actions/cache/restore@<sha>`: an action in a folder of the repository counts too.
+    found = rf"{action}(?:/[\w-]+)?@([0-9a-f]{{40}})"
+    shas = {m for text in texts for m in re.findall(found, text)}
     assert len(shas) == 1, f"{action} is pinned to {sorted(shas)}: one SHA expected"
     return str(shas.pop())
 

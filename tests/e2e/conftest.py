@@ -9,7 +9,9 @@ host mode (`-P ubuntu-latest=-self-hosted`, no Docker). act maps:
   caches: act copies the action's folder for every step that uses it);
 - `actions/upload-artifact@<sha>` and `actions/download-artifact@<sha>` (the SHAs pinned in
   action.yml and the reusable workflow) to the stand-ins in `actions/`, which keep the
-  artifacts in a folder the test reads (`<store>/<run id>/<artifact name>/`).
+  artifacts in a folder the test reads (`<store>/<run id>/<artifact name>/`), and
+  `actions/cache/{restore,save}@<sha>` to a stand-in that keeps entries in a folder shared by
+  the runs of one test (`AZPYTEST_E2E_CACHE`).
 
 The job's environment reaches the sandbox (GitHub OIDC, Entra ID, Key Vault, ARM, the AKS
 API server) through `--env` (HTTPS_PROXY, the CA bundle, ACTIONS_ID_TOKEN_REQUEST_*), and the
@@ -217,7 +219,11 @@ def act(
     action_release: Path,
     act_home: Path,
 ) -> Callable[..., ActRun]:
-    """Run one caller workflow of `workflows/` with act, against a sandbox of `scenario`."""
+    """Run one caller workflow of `workflows/` with act, against a sandbox of `scenario`.
+    A test may run act more than once (each run in folders of its own); the runs of a test
+    share the stand-in Actions cache (`AZPYTEST_E2E_CACHE`). `home` gives act a runner of
+    its own (its tool cache), instead of the session's."""
+    calls = iter(range(1000))
 
     def run(
         workflow: str,
@@ -229,8 +235,12 @@ def act(
         secrets: dict[str, str] | None = None,
         store: dict[str, dict[str, dict[str, str]]] | None = None,
         env: dict[str, str] | None = None,
+        home: Path | None = None,
     ) -> ActRun:
-        repo = tmp_path / "repo"
+        call = next(calls)
+        here = tmp_path if call == 0 else tmp_path / f"run-{call}"
+        here.mkdir(exist_ok=True)
+        repo = here / "repo"
         shutil.copytree(HERE / "project", repo)
         (repo / ".github" / "workflows").mkdir(parents=True)
         shutil.copy(HERE / "workflows" / workflow, repo / ".github" / "workflows" / workflow)
@@ -243,9 +253,9 @@ def act(
         ):
             subprocess.run([*git, *args], check=True, capture_output=True)
 
-        out = tmp_path / "out"
+        out = here / "out"
         out.mkdir()
-        artifacts = tmp_path / "artifacts"
+        artifacts = here / "artifacts"
         for run_id, named in (store or {}).items():
             for name, files in named.items():
                 for rel, text in files.items():
@@ -264,6 +274,7 @@ def act(
         env.update(extra)
         env["AZPYTEST_E2E_OUT"] = str(out)
         env["AZPYTEST_E2E_ARTIFACTS"] = str(artifacts)
+        env["AZPYTEST_E2E_CACHE"] = str(tmp_path / "actions-cache")
         variables = {
             "AZURE_TENANT_ID": app.tenant_id,
             "AZURE_CLIENT_ID": app.client_id,
@@ -281,7 +292,7 @@ def act(
             "--no-cache-server",
             "--rm",  # a failed job's folders too (the probe steps copied what the test reads)
             "--action-cache-path",
-            str(act_home),
+            str(home or act_home),
             "--local-repository",
             f"org/azpytest@v1={action_release}",
             "--local-repository",
@@ -290,9 +301,11 @@ def act(
             "--local-repository",
             f"actions/download-artifact@{pinned('actions/download-artifact')}="
             f"{HERE / 'actions' / 'download-artifact'}",
+            "--local-repository",
+            f"actions/cache@{pinned('actions/cache')}={HERE / 'actions' / 'cache'}",
         ]
         if payload is not None:
-            event_file = tmp_path / "event.json"
+            event_file = here / "event.json"
             event_file.write_text(json.dumps(payload))
             command += ["--eventpath", str(event_file)]
         for name, value in env.items():
@@ -317,7 +330,7 @@ def act(
             os.killpg(child.pid, signal.SIGKILL)
             output, _ = child.communicate()
             pytest.fail(f"act ran over {ACT_TIMEOUT} s:\n{output[-20000:]}", pytrace=False)
-        (tmp_path / "act.jsonl").write_text(output)  # the whole log, for a failing test
+        (here / "act.jsonl").write_text(output)  # the whole log, for a failing test
         records = []
         for line in output.splitlines():
             try:

@@ -4,7 +4,9 @@ judged by act's output, the job summary, the step outputs and the uploaded files
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -273,3 +275,31 @@ def test_a_suite_in_a_subfolder_points_from_the_repository_root_and_reruns(
     assert first["junit-path"].endswith("/azpytest/1-1-integration/junit.xml")
     assert sorted(run.uploaded()) == ["azpytest-integration-0-1", "azpytest-integration.2-0-1"]
     assert_no_secret(run, run.out)
+
+
+def test_a_fresh_runner_restores_the_environment_from_the_actions_cache(
+    act: Act, shop_world: World, tmp_path: Path
+) -> None:
+    """Issue 17, part 1: the first job builds azpytest's environment and saves it under its
+    key; a job on a fresh runner (an empty tool cache, as every hosted runner starts)
+    restores it and uses it as it is: no uv, no install."""
+    home = tmp_path / "runner"  # a runner of this test's own: its tool cache
+    first = act("azure-tests.yml", shop_world(), home=home)
+    assert first.returncode == 0, first.explain()
+    lines = first.lines("integration")
+    [key] = [line.split()[-1] for line in lines if "azpytest: environment cache key " in line]
+    assert any(line.endswith(f"Cache not found for input keys: {key}") for line in lines)
+    assert any(line.endswith(f"Cache saved with key: {key}") for line in lines)
+    built = next(line for line in lines if "azpytest: environment ready in " in line)
+    assert f"/tool_cache/azpytest-env/{key}; uv " in built
+
+    shutil.rmtree(home / "tool_cache")  # the next job's runner starts empty
+    second = act("azure-tests.yml", shop_world(), home=home)
+    assert second.returncode == 0, second.explain()
+    lines = second.lines("integration")
+    assert any(line.endswith(f"Cache restored from key: {key}") for line in lines)
+    ready = next(line for line in lines if "azpytest: environment ready in " in line)
+    assert ready.endswith(f"; as it was: {key})"), ready
+    assert not (home / "tool_cache" / "azpytest-uv").exists()  # uv was not needed
+    assert not [line for line in lines if "Cache saved with key" in line]  # a hit saves nothing
+    assert "azpytest ran 7 tests, 0 failed" in lines

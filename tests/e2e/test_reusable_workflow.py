@@ -95,6 +95,11 @@ def test_three_shards_through_workflow_call(act: Act, shop_world: World) -> None
     merge_steps = [name for _, name in run.steps("merge")]
     assert "Main Prepare credentials, secrets and connections" not in merge_steps
     assert "Main Clean up credentials" not in merge_steps
+    # Nor does it install anything: the report merges on the standard library, with the
+    # runner's Python and no site-packages (its SDKs are not importable: python -S).
+    assert "Main Set up azpytest" not in merge_steps
+    assert "Main Key azpytest's environment" not in merge_steps
+    assert not [line for line in run.lines("merge") if "azpytest: environment" in line]
     assert [r for r, _ in run.steps("merge")].count("failure") == 2  # the report, the action
     assert_no_secret(run, run.out, run.store)
 

@@ -12,6 +12,7 @@ import os
 import stat
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -579,3 +580,93 @@ def test_python_client_logs_why_kube_token_failed_then_gets_401(
         "exec: process returned 1. azpytest kube-token: GitHub gave this job no OIDC token "
         "(ACTIONS_ID_TOKEN_REQUEST_URL is not set)."
     ) in caplog.text
+
+
+FIXTURE_SHAPES = """
+    import json
+    import os
+    from pathlib import Path
+
+    from kubernetes import client
+
+
+    def test_real_aks_cluster_by_key_attribute_and_as_an_api_client(real_aks_cluster):
+        assert real_aks_cluster["cluster_name"] == real_aks_cluster.cluster_name == "aks-azpytest"
+        assert real_aks_cluster["resource_group"] == "rg-azpytest"
+        assert real_aks_cluster["subscription_id"] == os.environ["EXPECTED_SUBSCRIPTION"]
+        assert set(real_aks_cluster) == {
+            "subscription_id", "resource_group", "cluster_name", "managed_identity_client_id",
+            "credential", "aks_client", "kube_client",
+        }
+        aks = real_aks_cluster["aks_client"]
+        cluster = aks.managed_clusters.get("rg-azpytest", "aks-azpytest")
+        kubelet = cluster.identity_profile["kubeletidentity"].client_id
+        assert real_aks_cluster["managed_identity_client_id"] == kubelet
+        token = real_aks_cluster["credential"].get_token("https://vault.azure.net/.default")
+        assert token.token.startswith("eyJ")
+        # Where azpytest's users pass it as the kubernetes ApiClient, it still is one.
+        names = {n.metadata.name for n in client.CoreV1Api(real_aks_cluster).list_namespace().items}
+        assert "kube-system" in names
+        assert real_aks_cluster.configuration.host.startswith("https://")
+        assert "eyJ" not in repr(real_aks_cluster)
+
+
+    def test_ensure_kubeconfig_links_home_and_loads_the_default(ensure_kubeconfig):
+        home = Path.home() / ".kube" / "config"
+        assert ensure_kubeconfig == home and home.is_symlink()
+        names = {n.metadata.name for n in client.CoreV1Api().list_namespace().items}
+        assert "kube-system" in names
+"""
+
+
+def test_fixtures_in_the_shapes_suites_had_their_own_in(
+    sandbox: Sandbox, actions_step: Step, tmp_path: Path
+) -> None:
+    """real_aks_cluster is a mapping of the cluster's facts and still an ApiClient;
+    ensure_kubeconfig, where KUBECONFIG is not set, links ~/.kube/config to the prepared
+    kubeconfig for the session and puts the file that was there back."""
+    prepared = actions_step(sandbox, "prepare", env=AKS)
+    kubeconfig = prepared_kubeconfig(prepared)
+    project = tmp_path / "suite"
+    project.mkdir()
+    (project / "test_shapes.py").write_text(textwrap.dedent(FIXTURE_SHAPES))
+    home = tmp_path / "home"
+    (home / ".kube").mkdir(parents=True)
+    mine = "apiVersion: v1\nkind: Config\n# the developer's own\n"
+    (home / ".kube" / "config").write_text(mine)
+    env = {k: v for k, v in prepared.env_file.items() if k != "KUBECONFIG"}
+    result = actions_step(
+        sandbox,
+        "run",
+        env={
+            **env,
+            "AZPYTEST_WORKING_DIRECTORY": str(project),
+            "HOME": str(home),
+            "EXPECTED_SUBSCRIPTION": SUB,
+        },
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "2 passed" in result.stdout
+    assert (home / ".kube" / "config").read_text() == mine
+    assert sorted(p.name for p in (home / ".kube").iterdir()) == ["config"]
+    assert kubeconfig.is_file()
+
+    # A session killed before its teardown left the link and the developer's file aside
+    # (under a process id no process has): the next session puts the file back first.
+    (home / ".kube" / "config").rename(home / ".kube" / "config.azpytest-backup-999999999")
+    (home / ".kube" / "config").symlink_to(tmp_path / "a-run-folder-since-removed")
+    again = actions_step(
+        sandbox,
+        "run",
+        env={
+            **env,
+            "AZPYTEST_WORKING_DIRECTORY": str(project),
+            "HOME": str(home),
+            "EXPECTED_SUBSCRIPTION": SUB,
+        },
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert (home / ".kube" / "config").read_text() == mine
+    assert sorted(p.name for p in (home / ".kube").iterdir()) == ["config"]

@@ -41,6 +41,7 @@ Step = Callable[..., Any]
 FRAGMENT = 8
 TENANT = "8d2a1c3e-5f47-4b6a-9c1d-2e3f4a5b6c7d"
 CLIENT = "3f1e2d4c-6b5a-4978-8a9b-0c1d2e3f4a5b"
+SUBSCRIPTION = "c0ffee00-1234-4abc-8def-0123456789ab"
 
 
 def _pem() -> str:
@@ -181,6 +182,26 @@ SUITE = """
         token = credential.get_token("https://management.azure.com/.default").token
         keep(token)
         assert token == "not it", "the broker gave " + token
+
+
+    def test_kubectl_and_its_token():
+        import json
+        import subprocess
+
+        import yaml
+
+        listed = subprocess.run(["kubectl", "get", "ns", "-o", "name"], capture_output=True,
+                                text=True, timeout=90, check=True)
+        assert "namespace/default" in listed.stdout.split()
+        # The token kubectl's exec plugin hands it, asked the way kubectl asks.
+        user = yaml.safe_load(open(os.environ["KUBECONFIG"]))["users"][0]["user"]["exec"]
+        env = {{**os.environ, **{{e["name"]: e["value"] for e in user.get("env") or []}}}}
+        answer = subprocess.run([user["command"], *user["args"]], env=env, capture_output=True,
+                                text=True, timeout=90, check=True)
+        token = json.loads(answer.stdout)["status"]["token"]
+        keep(token)
+        print("kube token:", token)
+        assert token == "not it", "kubectl got " + token
 """
 USAGES = [
     "assert ==",
@@ -200,13 +221,18 @@ USAGES = [
     "file written into the artifacts folder (contents and name)",
     "token fixture printed, logged and in a failure",
     "broker token in a failure message",
+    "kubectl's exec-plugin token printed and in a failure",
 ]
 RUNS = {
     "fd capture, -l, junit_logging=all": (
         "-l -o junit_logging=all -o log_level=DEBUG --tb=long -rA"
     ),
     "-s, live logging": "-s -o log_cli=true -o log_cli_level=DEBUG -o log_level=DEBUG -rA",
+    # Two shards (two jobs, each its own prepare/run/report/cleanup) with xdist workers in
+    # each; the merge job merges both shards' JUnit.
+    "2 shards, xdist": "--numprocesses=2 -l -o junit_logging=all -o log_level=DEBUG -rA",
 }
+SHARDS = {"2 shards, xdist": 2}
 OUTPUTS = [
     "log (runner's masker, in order)",
     "annotations",
@@ -247,6 +273,21 @@ def world() -> dict[str, Any]:
                 "name": "kv-app",
                 "secrets": {name: value for name, (_, value) in CANARIES.items()},
                 "grants": [{"principal": "azpytest-ci"}],
+            }
+        ],
+        "subscriptions": [
+            {
+                "id": SUBSCRIPTION,
+                "name": "leak-matrix",
+                "resource_groups": [
+                    {"name": "rg-app", "location": "eastus", "clusters": [{"name": "aks-app"}]}
+                ],
+                "grants": [
+                    {
+                        "principal": "azpytest-ci",
+                        "role": "Azure Kubernetes Service Cluster User Role",
+                    }
+                ],
             }
         ],
     }
@@ -340,10 +381,10 @@ def read(paths: Iterable[Path]) -> list[str]:
 
 
 def job(
-    tmp_path: Path, sandbox: Sandbox, actions_step: Step, pytest_args: str
+    tmp_path: Path, sandbox: Sandbox, actions_step: Step, pytest_args: str, shards: int = 1
 ) -> tuple[list[str], list[str], dict[str, list[str]]]:
-    """One job: prepare, run, report, cleanup, then the merge job. The masks the job
-    registered, the tokens the suite got, and each output's texts."""
+    """One job per shard: prepare, run, report, cleanup; then the merge job over the shards'
+    JUnit. The masks the jobs registered, the tokens the suite got, and each output's texts."""
     names = [env for env, _ in CANARIES.values()]
     root = tmp_path / "project"
     (root / "tests").mkdir(parents=True)
@@ -351,43 +392,72 @@ def job(
     (root / "tests" / "conftest.py").write_text(textwrap.dedent(CONFTEST.format(names=names)))
     (root / "tests" / "test_canaries.py").write_text(textwrap.dedent(SUITE.format(names=names)))
     mapping = "\n".join(f"{env}: {name}" for name, (env, _) in CANARIES.items())
-    prepared = actions_step(
-        sandbox, "prepare", env={"AZPYTEST_KEY_VAULT": "kv-app", "AZPYTEST_SECRETS": mapping}
-    )
-    assert prepared.returncode == 0, prepared.stderr + prepared.stdout
-    env = {**prepared.env_file, "AZPYTEST_WORKING_DIRECTORY": str(root)}
     kept = tmp_path / "tokens-the-suite-got"
-    ran = actions_step(
-        sandbox,
-        "run",
-        env={
-            **env,
-            "AZPYTEST_PYTEST_ARGS": pytest_args,
-            "AZPYTEST_DEFER_TEST_FAILURE": "true",
-            "LEAK_MATRIX_TOKENS": str(kept),
-        },
-        timeout=300,
-    )
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
-    run_dir = Path(prepared.env_file["AZPYTEST_RUN_DIR"])
-    reported = actions_step(sandbox, "report", env=env)
-    assert reported.returncode in (0, 1), reported.stdout[-3000:] + reported.stderr[-3000:]
     uploaded = tmp_path / "uploaded"  # what the action's upload step takes, before cleanup
     uploaded.mkdir()
-    shutil.copy(run_dir / "junit.xml", uploaded / "junit.xml")
-    cleaned = actions_step(sandbox, "cleanup", env=env)
-    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    steps: list[Any] = []
+    run_dirs: list[Path] = []
+    for shard in range(shards):
+        prepared = actions_step(
+            sandbox,
+            "prepare",
+            env={
+                "AZPYTEST_KEY_VAULT": "kv-app",
+                "AZPYTEST_SECRETS": mapping,
+                "AZPYTEST_SUBSCRIPTION_ID": SUBSCRIPTION,
+                "AZPYTEST_AKS_RESOURCE_GROUP": "rg-app",
+                "AZPYTEST_AKS_CLUSTER": "aks-app",
+            },
+        )
+        assert prepared.returncode == 0, prepared.stderr + prepared.stdout
+        env = {**prepared.env_file, "AZPYTEST_WORKING_DIRECTORY": str(root)}
+        sharding = (
+            {"AZPYTEST_SHARD_COUNT": str(shards), "AZPYTEST_SHARD_INDEX": str(shard)}
+            if shards > 1
+            else {}
+        )
+        ran = actions_step(
+            sandbox,
+            "run",
+            env={
+                **env,
+                **sharding,
+                "AZPYTEST_PYTEST_ARGS": pytest_args,
+                "AZPYTEST_DEFER_TEST_FAILURE": "true",
+                "LEAK_MATRIX_TOKENS": str(kept),
+            },
+            timeout=300,
+        )
+        assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+        run_dir = Path(prepared.env_file["AZPYTEST_RUN_DIR"])
+        reported = actions_step(sandbox, "report", env=env)
+        assert reported.returncode in (0, 1), reported.stdout[-3000:] + reported.stderr[-3000:]
+        shutil.copy(run_dir / "junit.xml", uploaded / f"junit-{shard}.xml")
+        cleaned = actions_step(sandbox, "cleanup", env=env)
+        assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+        steps += [prepared, ran, reported, cleaned]
+        run_dirs.append(run_dir)
     merged_junit = tmp_path / "merged.xml"
-    merge = actions_step(None, "report", "--merge", str(merged_junit), str(uploaded / "junit.xml"))
+    merge = actions_step(
+        None, "report", "--merge", str(merged_junit), *map(str, sorted(uploaded.iterdir()))
+    )
     assert merge.returncode in (0, 1), merge.stdout + merge.stderr
 
-    steps = [prepared, ran, reported, cleaned]
     # The runner reads a step's stderr beside its stdout: counted first, before its masks.
-    shown, masks = runner_log(s for step in steps for s in (step.stderr, step.stdout))
+    # Each shard is a job of its own: its masks hide nothing in another's log.
+    shown: list[str] = []
+    masks: list[str] = []
+    for first in range(0, len(steps), 4):
+        job_steps = steps[first : first + 4]
+        job_shown, job_masks = runner_log(
+            s for step in job_steps for s in (step.stderr, step.stdout)
+        )
+        shown += job_shown
+        masks += job_masks
     lines = [line for step in steps for line in step.stdout.splitlines()]
     assert not [line for line in lines if "::add-mask::" in line[1:]], "a mask mid-line"
     assert SHORT not in "\n".join(shown), "the 3-character canary in the log"
-    artifacts = files_under(run_dir / "artifacts")
+    artifacts = [p for d in run_dirs for p in files_under(d / "artifacts")]
     assert artifacts, "no failure artifacts were written"
     outputs = {
         "log (runner's masker, in order)": shown,
@@ -395,11 +465,11 @@ def job(
         "annotations": [line for line in lines if line.startswith(("::error", "::warning"))],
         "job summary": [step.summary for step in steps],
         "GITHUB_OUTPUT": [json.dumps(step.outputs) for step in steps],
-        "JUnit": read([run_dir / "junit.xml"]),
+        "JUnit": read(sorted(uploaded.iterdir())),
         "artifacts (contents)": read(artifacts),
         "artifacts (paths)": [str(p) for p in artifacts],
-        "durations": read(run_dir.glob("durations-*.json")),
-        "audit log": read([run_dir / "audit.jsonl"]),
+        "durations": read(p for d in run_dirs for p in d.glob("durations-*.json")),
+        "audit log": read(d / "audit.jsonl" for d in run_dirs),
         ".pytest_cache": read(files_under(root / ".pytest_cache")),
         "merge job: summary": [merge.summary, merge.stdout, merge.stderr],
         "merge job: outputs": [json.dumps(merge.outputs)],
@@ -409,14 +479,15 @@ def job(
     return masks, kept.read_text().split(), outputs
 
 
-@pytest.mark.parametrize("how", list(RUNS), ids=["fd-capture", "dash-s"])
+@pytest.mark.parametrize("how", list(RUNS), ids=["fd-capture", "dash-s", "shards-xdist"])
 def test_no_canary_or_token_leaves_the_job(
     tmp_path: Path, make_sandbox: Callable[..., Sandbox], actions_step: Step, how: str
 ) -> None:
-    masks, got, outputs = job(tmp_path, make_sandbox(world()), actions_step, RUNS[how])
+    shards = SHARDS.get(how, 1)
+    masks, got, outputs = job(tmp_path, make_sandbox(world()), actions_step, RUNS[how], shards)
     # Every token the suite got (the fixture's, the broker's) was masked in the log, at the
     # start of a line, before its first use.
-    assert len(got) == 2
+    assert len(got) == 3  # the token fixture's, the broker's, kubectl's
     assert set(got) <= set(masks)
     tokens = sorted({m for m in masks if m.startswith("eyJ")} | set(got))
     assert len(tokens) >= 3  # and the GitHub assertions

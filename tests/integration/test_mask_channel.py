@@ -10,6 +10,8 @@ the line after it, and a value printed before its mask is a leak.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import textwrap
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -84,14 +86,22 @@ def entra_tokens(masks: list[str]) -> list[str]:
     ["--capture=fd", "--capture=no", "--numprocesses=2"],
     ids=["fd-capture", "dash-s", "xdist-workers"],
 )
+@pytest.mark.parametrize("step", ["run", "exec"])
 def test_a_fixture_token_is_masked_before_any_later_output(
-    tmp_path: Path, sandbox: Sandbox, actions_step: Step, capture: str
+    tmp_path: Path, sandbox: Sandbox, actions_step: Step, capture: str, step: str
 ) -> None:
     root = suite(tmp_path, ini=f"addopts = {capture}\n")
     kept = tmp_path / "token"
+    # `exec -- python -m pytest` is the other way a job runs a suite (a step of its own
+    # between prepare and cleanup): the same channel, the same log.
+    command = (
+        ["run"]
+        if step == "run"
+        else ["exec", "--", sys.executable, "-m", "pytest", f"--rootdir={root}", str(root)]
+    )
     result = actions_step(
         sandbox,
-        "run",
+        *command,
         env={"AZPYTEST_WORKING_DIRECTORY": str(root), "MASK_TEST_TOKEN": str(kept)},
     )
     assert result.returncode == 1, result.stdout[-4000:]
@@ -108,12 +118,73 @@ def test_a_fixture_token_is_masked_before_any_later_output(
     # 0600 record of tokens for the report step, which cleanup deletes.
     files = [
         p
-        for p in result.runner_temp.rglob("*")
+        for p in [*result.runner_temp.rglob("*"), *root.rglob("*")]
         if p.is_file() and p.name not in ("tokens.json", ".azpytest-credentials")
     ]
-    assert any(p.name == "junit.xml" for p in files)
+    written = {p.name for p in files}
+    assert ("junit.xml" if step == "run" else "lastfailed") in written, written
     texts = [p.read_text(errors="replace") for p in files] + [str(p) for p in files]
     assert leaks(texts, tokens) == []
     record = next(p for p in result.runner_temp.rglob("tokens.json"))
     assert oct(record.stat().st_mode & 0o777) == "0o600"
     assert set(tokens) <= set(json.loads(record.read_text()))
+
+
+AZ_SUITE = """
+    import os
+    import subprocess
+
+    def test_prints_an_az_token():
+        token = subprocess.run(
+            ["az", "account", "get-access-token", "--resource", "https://vault.azure.net",
+             "--query", "accessToken", "--output", "tsv"],
+            capture_output=True, text=True, check=True, timeout=120,
+        ).stdout.strip()
+        with open(os.environ["MASK_TEST_TOKEN"], "w") as kept:  # for the test to search
+            kept.write(token)
+        print("az token=" + token)
+        assert token == "something else"
+"""
+
+
+def test_a_token_the_tests_az_gets_is_masked_before_they_print_it(
+    tmp_path: Path, sandbox: Sandbox, actions_step: Step, az_cli: str
+) -> None:
+    """`run` logs the az CLI in through the broker: each token az is given passes the broker,
+    which masks it through run's channel before az hands it to the test."""
+    root = tmp_path / "project"
+    (root / "tests").mkdir(parents=True)
+    (root / "pytest.ini").write_text("[pytest]\naddopts = --capture=no\n")
+    (root / "tests" / "test_az.py").write_text(textwrap.dedent(AZ_SUITE))
+    kept = tmp_path / "token"
+    result = actions_step(
+        sandbox,
+        "run",
+        env={
+            "AZPYTEST_WORKING_DIRECTORY": str(root),
+            "MASK_TEST_TOKEN": str(kept),
+            "PATH": f"{Path(az_cli).parent}:{os.environ['PATH']}",
+        },
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stdout[-4000:]
+    assert "azpytest: az: logs in through the token broker on first use" in result.stdout
+    shown, masks = runner_log(result.stdout)
+    token = kept.read_text()
+    assert token in entra_tokens(masks)
+    assert [line for line in shown if line.endswith("az token=***")], shown
+    assert leaks(shown, masks) == [], [s for s in shown if leaks([s], masks)]
+    # az keeps its tokens in its private config folder (0700, removed by cleanup); no other
+    # file the run wrote holds a fragment.
+    az_folder = next(p for p in result.runner_temp.rglob("az") if p.is_dir())
+    assert oct(az_folder.stat().st_mode & 0o777) == "0o700"
+    files = [
+        p
+        for p in result.runner_temp.rglob("*")
+        if p.is_file()
+        and az_folder not in p.parents
+        and p.name not in ("tokens.json", ".azpytest-credentials")
+    ]
+    assert any(p.name == "junit.xml" for p in files)
+    texts = [p.read_text(errors="replace") for p in files] + [str(p) for p in files]
+    assert leaks(texts, [token]) == []

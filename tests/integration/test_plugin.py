@@ -77,6 +77,10 @@ def test_plugin_is_inert_without_configuration(
             "azpytest: no AKS kubeconfig was prepared; set aks-resource-group and aks-cluster for `azpytest prepare`",
         ),
         (
+            "ensure_kubeconfig",
+            "azpytest: no AKS kubeconfig was prepared; set aks-resource-group and aks-cluster for `azpytest prepare`",
+        ),
+        (
             "dbt",
             "azpytest: no dbt project configured; set azpytest_dbt_project in pytest.ini or AZPYTEST_DBT_PROJECT",
         ),

@@ -132,6 +132,28 @@ def test_fetch_is_concurrent(make_sandbox: Callable[..., Sandbox], actions_step:
     assert len({round(t, 2) for t in times}) < 50
 
 
+def test_a_globs_reads_start_while_its_listing_pages_on(
+    make_sandbox: Callable[..., Sandbox], actions_step: Step
+) -> None:
+    """Key Vault lists 25 secrets a page: the reads of a page's secrets go out while the next
+    page is asked for, not after the last page (issue 17, part 3)."""
+    secrets = {f"s-{i:02d}": f"v{i:02d}-value" for i in range(70)}  # three pages
+    sandbox = make_sandbox(world(secrets))
+    result = actions_step(
+        sandbox, "prepare", env={"AZPYTEST_KEY_VAULT": "kv-app", "AZPYTEST_SECRETS": "- s-*"}
+    )
+    assert result.returncode == 0, result.stderr
+    log = [e for e in sandbox.log.select(service="keyvault") if e.status == 200]
+    pages = [e for e in log if e.path.startswith("/secrets?")]
+    reads = [e for e in log if not e.path.startswith("/secrets?")]
+    assert len(pages) == 3 and len(reads) == 70
+    # Answered (logged) before the last page was: reads of the first page's secrets.
+    assert [e for e in reads if e.time < pages[-1].time], [e.path for e in log]
+    # The environment keeps the order of the names, whatever order the reads ended in.
+    exported = [name for name in result.env_file if name.startswith("S_")]
+    assert exported == [f"S_{i:02d}" for i in range(70)]
+
+
 def test_named_secret_mapping_and_glob_skips_disabled_with_warning(
     make_sandbox: Callable[..., Sandbox], actions_step: Step
 ) -> None:

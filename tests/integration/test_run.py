@@ -191,6 +191,11 @@ def test_failing_test_that_prints_a_secret_leaves_no_trace(
             (tmp_path / "dump.txt").write_text("dsn=postgres://app:" + secret + "@db/x")
             artifact_collector.collect("response.json", '{"password": "' + secret + '"}')
             artifact_collector.collect("dump.txt", path=tmp_path / "dump.txt")
+            # Mapping-style, as suites' own collectors are used: the last value of a name.
+            artifact_collector["pods.log"] = "first"
+            artifact_collector["pods.log"] = "pod db-0: login as app/" + secret
+            artifact_collector["status.txt"] = {"phase": "Failed"}
+            assert set(artifact_collector) >= {"response.json", "pods.log", "status.txt"}
             assert secret == "something else"
     """
         },
@@ -218,9 +223,13 @@ def test_failing_test_that_prints_a_secret_leaves_no_trace(
         "call-traceback.txt",
         "dump.txt",
         "log-call.txt",
+        "pods.log",
         "response.json",
+        "status.txt",
         "stdout-call.txt",
     ]
+    assert (artifacts / "pods.log").read_text() == "pod db-0: login as app/***"
+    assert (artifacts / "status.txt").read_text() == "{'phase': 'Failed'}"
     assert (artifacts / "response.json").read_text() == '{"password": "***"}'
     assert (artifacts / "dump.txt").read_text() == "dsn=postgres://app:***@db/x"
     assert "connecting with ***" in (artifacts / "stdout-call.txt").read_text()

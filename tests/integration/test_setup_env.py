@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,9 @@ class Runner:
     job_bin: Path
     job_site: Path
 
-    def setup(self, requirements: str = "") -> subprocess.CompletedProcess[str]:
+    def setup(
+        self, requirements: str = "", *args: str, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         # This machine's environment (its package index settings and CA bundle), less any
         # runner or azpytest variable, as a job's step gets it.
         own = {
@@ -42,14 +45,39 @@ class Runner:
             "GITHUB_ACTION_PATH": str(ROOT),
             "GITHUB_OUTPUT": str(self.temp / "output"),
             "AZPYTEST_REQUIREMENTS": requirements,
+            **env,
         }
+        (self.temp / "output").unlink(missing_ok=True)
         return subprocess.run(
-            ["bash", str(SETUP)], env=env, capture_output=True, text=True, timeout=600, check=False
+            ["bash", str(SETUP), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
+
+    def outputs(self) -> dict[str, str]:
+        path = self.temp / "output"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return dict(line.split("=", 1) for line in lines)
+
+    @property
+    def envs(self) -> list[Path]:
+        """The environments setup built, in the tool cache (one per key)."""
+        return sorted(p for p in (self.tools / "azpytest-env").glob("azpytest-env-*") if p.is_dir())
+
+    @property
+    def venv(self) -> Path:
+        """The environment of a setup without requirements (set up again if another test
+        left it otherwise: then it is ready at once)."""
+        done = self.setup()
+        assert done.returncode == 0, done.stdout + done.stderr
+        return Path(self.outputs()["python"]).parent.parent
 
     @property
     def python(self) -> Path:
-        return self.temp / "azpytest-venv" / "bin" / "python"
+        return self.venv / "bin" / "python"
 
 
 def _uv_version() -> str:
@@ -117,7 +145,7 @@ def test_the_jobs_own_packages_import_behind_azpytests(runner: Runner) -> None:
     assert done.returncode == 0, done.stderr
     names, identity = done.stdout.splitlines()
     assert names == "shop shopclient"
-    assert identity.startswith(str(runner.temp / "azpytest-venv"))  # azpytest's locked copy
+    assert identity.startswith(str(runner.venv))  # azpytest's locked copy
 
 
 def test_a_requirement_that_would_replace_a_locked_package_exits_2(runner: Runner) -> None:
@@ -164,7 +192,8 @@ def test_requirements_install_within_the_locked_versions(runner: Runner) -> None
     done = runner.setup(str(wanted))
     assert done.returncode == 0, done.stdout + done.stderr
     probe = "import kubernetes, urllib3; print(urllib3.__version__)"
-    ran = subprocess.run([str(runner.python), "-c", probe], capture_output=True, text=True)
+    python = runner.outputs()["python"]  # the environment of these requirements
+    ran = subprocess.run([python, "-c", probe], capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     locked = next(
         line.split()[0].split("==")[1]
@@ -172,3 +201,130 @@ def test_requirements_install_within_the_locked_versions(runner: Runner) -> None
         if line.startswith("urllib3==")
     )
     assert ran.stdout.strip() == locked  # kubernetes' own dependency kept at azpytest's pin
+
+
+KEY = re.compile(r"azpytest-env-v1-Linux-[a-z0-9_]+-py3\.\d+\.\d+-[0-9a-f]{32}")
+
+
+def test_packages_are_compiled_at_install(runner: Runner) -> None:
+    """The first azpytest command of a job reads bytecode (issue 17, part 1)."""
+    site = runner.venv / "lib"
+    for package in ("azure/identity", "azpytest", "requests"):
+        [folder] = site.glob(f"python3*/site-packages/{package}")
+        assert list((folder / "__pycache__").glob("*.pyc")), folder
+
+
+def test_a_second_setup_of_the_same_parts_uses_the_environment_as_it_is(runner: Runner) -> None:
+    assert runner.setup().returncode == 0  # (an earlier test may have left another venv)
+    done = runner.setup()
+    assert done.returncode == 0, done.stdout + done.stderr
+    [line] = done.stdout.splitlines()
+    assert re.fullmatch(
+        rf"azpytest: environment ready in \d+\.\d s \(Python 3\.\d+\.\d+, "
+        rf"{re.escape(str(runner.venv))}; as it was: {KEY.pattern}\)",
+        line,
+    ), line
+    assert runner.outputs()["cached"] == "true"
+    assert runner.outputs()["python"] == str(runner.python)
+
+
+def test_the_cache_key_names_what_the_environment_is_made_of(
+    runner: Runner, tmp_path: Path
+) -> None:
+    # On this runner the environment is built already: nothing for the cache to restore.
+    assert runner.setup().returncode == 0
+    done = runner.setup("", "--cache-key")
+    assert done.returncode == 0, done.stderr
+    assert "key" not in runner.outputs()
+    assert done.stdout.startswith("azpytest: environment azpytest-env-v1-Linux-")
+    assert done.stdout.endswith(" is on this runner already: nothing to restore\n")
+    # A fresh runner (a hosted one): the key and the folder to restore.
+    fresh = str(tmp_path / "fresh-tools")
+
+    def key_of(requirements: str = "", **env: str) -> str:
+        done = runner.setup(requirements, "--cache-key", RUNNER_TOOL_CACHE=fresh, **env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return runner.outputs()["key"]
+
+    key = key_of()
+    assert KEY.fullmatch(key), key
+    assert runner.outputs()["path"] == f"{fresh}/azpytest-env/{key}"
+    # Other requirements, or a requirement file whose content changed: another key.
+    assert key_of("shopclient") != key
+    requirements = tmp_path / "requirements-test.txt"
+    requirements.write_text("shopclient\n")
+    first = key_of(str(requirements))
+    requirements.write_text("shopclient>=1\n")
+    assert key_of(str(requirements)) not in (first, key)
+    # Another azpytest (its locks or its code): another key.
+    action = tmp_path / "action"
+    for part in ("requirements", "scripts/azpytest"):
+        shutil.copytree(ROOT / part, action / part)
+    shutil.copy(ROOT / "pyproject.toml", action / "pyproject.toml")
+    assert key_of(GITHUB_ACTION_PATH=str(action)) == key
+    with (action / "scripts" / "azpytest" / "settings.py").open("a") as changed:
+        changed.write("# another version\n")
+    assert key_of(GITHUB_ACTION_PATH=str(action)) != key
+
+
+@pytest.mark.parametrize(("value", "key"), [("FALSE", False), ("True", True), ("false", False)])
+def test_the_cache_input_takes_any_case_of_true_and_false(
+    runner: Runner, value: str, key: bool, tmp_path: Path
+) -> None:
+    fresh = str(tmp_path / "fresh-tools")
+    done = runner.setup("", "--cache-key", AZPYTEST_CACHE=value, RUNNER_TOOL_CACHE=fresh)
+    assert done.returncode == 0, done.stdout
+    assert ("key" in runner.outputs()) is key
+
+
+def test_a_cache_input_that_is_not_a_boolean_exits_2_with_one_line(runner: Runner) -> None:
+    done = runner.setup("", "--cache-key", AZPYTEST_CACHE="yes")
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == [
+        "::error title=azpytest: bad input::cache: 'yes' is not true or false. Write cache: "
+        "true (restore azpytest's environment from the Actions cache) or cache: false."
+    ]
+
+
+def test_a_venv_of_other_parts_is_set_up_again(runner: Runner) -> None:
+    assert runner.setup().returncode == 0
+    key_file = runner.venv / ".azpytest-environment-key"
+    key = key_file.read_text()
+    key_file.write_text("azpytest-env-v1-an-older-azpytest\n")
+    done = runner.setup()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "as it was" not in done.stdout
+    assert "cached" not in runner.outputs()
+    assert key_file.read_text() == key
+
+
+def test_two_jobs_setting_up_at_once_build_one_environment(runner: Runner) -> None:
+    """Jobs of a matrix on one self-hosted runner share its tool cache: the first builds the
+    environment under the key's lock, the other waits and uses it as it is."""
+    requirements = "requests pytest"  # a new key, resolved within the locks
+    own = {k: v for k, v in os.environ.items() if not k.startswith(("AZPYTEST_", "GITHUB_"))}
+    jobs = []
+    for n in range(2):
+        out = runner.temp / f"output-{n}"
+        env = {
+            **own,
+            "PATH": f"{runner.job_bin}:{os.environ['PATH']}",
+            "RUNNER_OS": "Linux",
+            "RUNNER_TEMP": str(runner.temp),
+            "RUNNER_TOOL_CACHE": str(runner.tools),
+            "GITHUB_ACTION_PATH": str(ROOT),
+            "GITHUB_OUTPUT": str(out),
+            "AZPYTEST_REQUIREMENTS": requirements,
+        }
+        jobs.append(
+            subprocess.Popen(
+                ["bash", str(SETUP)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        )
+    said = [job.communicate(timeout=600)[0].decode() for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], said
+    assert sum("; as it was: azpytest-env-v1-" in line for line in said) == 1, said
+    pythons = {
+        (runner.temp / f"output-{n}").read_text().split("python=")[1].split()[0] for n in range(2)
+    }
+    assert len(pythons) == 1

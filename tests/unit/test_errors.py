@@ -41,6 +41,7 @@ def _cases(tmp_path: Path) -> list[tuple[str, dict[str, Any]]]:
         ("entra_refused", {"message": "AADSTS700024: Client assertion expired", **ENTRA}),
         ("entra_refused", {"message": "AADSTS50000: something else", **ENTRA}),
         ("local_credential_failed", {"message": "EnvironmentCredential: not configured"}),
+        ("no_kubelet_identity", {"cluster": "aks-1"}),
         (
             "vault_failed",
             {"vault": "kv", "secret": "db", "status": 500, "message": "Internal error"},

@@ -61,5 +61,18 @@ def pytest_configure(config: pytest.Config) -> None:
         debug = flag_of("debug", os.environ)  # the action's debug input, or RUNNER_DEBUG
     except InputError as exc:
         raise pytest.UsageError(f"azpytest: {exc}") from None
-    if debug or config.getoption("azpytest_debug", default=False):
+    on = bool(debug or config.getoption("azpytest_debug", default=False))
+    config.stash[_DEBUG] = on
+    if on:
         debug_logging()
+
+
+_DEBUG = pytest.StashKey[bool]()
+
+
+@pytest.fixture(scope="session")
+def debug_mode(pytestconfig: pytest.Config) -> bool:
+    """Whether debug is on: `--azpytest-debug`, the action's `debug` input, or a job rerun with
+    debug logging (RUNNER_DEBUG). Suites that had their own `debug_mode` fixture keep their
+    `if debug_mode:` as it was."""
+    return pytestconfig.stash.get(_DEBUG, False)

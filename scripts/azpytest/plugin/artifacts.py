@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import logging
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -232,11 +232,46 @@ def _write_failure(item: pytest.Item, report: pytest.TestReport, writer: Artifac
             writer.write(nodeid, f"{name}.error.txt", errors.not_collected(name, exc))
 
 
-class ArtifactCollector:
-    """Files and text to keep if the test fails (written scrubbed, only on failure)."""
+class ArtifactCollector(MutableMapping[str, "str | bytes | Path"]):
+    """Files and text to keep if the test fails (written scrubbed, only on failure):
+    `collect(name, content)` / `collect(name, path=...)`, or as a mapping, the shape suites'
+    own fixtures of this name have (`artifact_collector["pods.log"] = text`: a name set
+    again keeps its last value)."""
 
     def __init__(self, item: pytest.Item) -> None:
         self._item = item
+
+    def _entries(self) -> list[tuple[str, str | bytes | Path]]:
+        return self._item.stash.setdefault(_COLLECTED, [])
+
+    def __setitem__(self, name: str, content: str | bytes | Path) -> None:
+        if not isinstance(content, (str, bytes, Path)):
+            content = str(content)  # what a suite's own collector would have written
+        self._forget(name)
+        self._entries().append((name, content))
+
+    def __getitem__(self, name: str) -> str | bytes | Path:
+        for key, content in reversed(self._entries()):
+            if key == name:
+                return content
+        raise KeyError(name)
+
+    def __delitem__(self, name: str) -> None:
+        if not self._forget(name):
+            raise KeyError(name)
+
+    def _forget(self, name: str) -> bool:
+        entries = self._entries()
+        kept = [(k, v) for k, v in entries if k != name]
+        found = len(kept) != len(entries)
+        entries[:] = kept
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(k for k, _ in self._entries()))
+
+    def __len__(self) -> int:
+        return len(dict.fromkeys(k for k, _ in self._entries()))
 
     def collect(
         self,

@@ -18,7 +18,6 @@ import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -30,7 +29,7 @@ from azpytest.dbt import ProfileVariableMissing
 from azpytest.github import Workflow
 from azpytest.masking import Scrubber, write_tokens
 from azpytest.report.junit import EMPTY_SHARD, NOTHING_TO_RERUN, failed_node_ids, write_empty
-from azpytest.rundir import AZ_CONFIG, ENV_VARIABLE, GroupRecord, RunDir
+from azpytest.rundir import ENV_VARIABLE, GroupRecord, RunDir
 from azpytest.settings import InputError, Settings
 
 TESTS_FAILED = 1
@@ -187,11 +186,13 @@ def run_forwarding(
     env: dict[str, str],
     cwd: Path | None = None,
     run_dir: RunDir | None = None,
+    relay: processes.LineRelay | None = None,
 ) -> int:
-    """Run in a process group of its own with the output going straight to ours (live),
-    SIGINT/SIGTERM passed on to the group (`processes.run_group`); its exit code."""
+    """Run in a process group of its own with the output going straight to ours (live; with
+    `relay`, through it), SIGINT/SIGTERM passed on to the group (`processes.run_group`); its
+    exit code."""
     what = Path(command[0]).name
-    ended = _run_recorded(what, command, env, cwd, run_dir, None)
+    ended = _run_recorded(what, command, env, cwd, run_dir, None, relay)
     for line in _how_it_ended(what, ended, None):
         print(line, flush=True)
     return ended.code
@@ -338,58 +339,26 @@ def _with_broker(
 
 
 def _with_az(settings: Settings, env: dict[str, str]) -> dict[str, str]:
-    """Where the az CLI is installed, log it in through the broker (`az login --identity`) in
-    a private config folder, so the suite's shell-outs to az keep renewing; else leave az
-    alone and say why once."""
-    az = shutil.which("az", path=env.get("PATH"))
-    if az is None:
+    """Where the az CLI is installed, an `az` shim first on the command's PATH: the suite's
+    first az logs az in through the broker (`azshim`), so its shell-outs to az keep
+    renewing; a suite that never calls az pays nothing."""
+    from azpytest import azshim
+
+    shimmed = azshim.install(
+        settings.rundir,
+        env,
+        subscription=settings.subscription_id,
+        client_id=env.get("AZURE_CLIENT_ID"),
+        timeout=settings.timeout,
+    )
+    if shimmed is None:
         return env
-    folder = settings.rundir.private_folder(AZ_CONFIG)
-    az_env = {
-        **env,
-        "AZURE_CONFIG_DIR": str(folder),
-        "AZURE_CORE_COLLECT_TELEMETRY": "false",
-        "AZURE_CORE_NO_COLOR": "true",
-    }
-    command = [az, "login", "--identity", "--allow-no-subscriptions", "--output", "none"]
-    if env.get("AZURE_CLIENT_ID"):
-        command += ["--client-id", env["AZURE_CLIENT_ID"]]
-    try:
-        done = subprocess.run(
-            command,
-            env=az_env,
-            capture_output=True,
-            text=True,
-            timeout=settings.timeout,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        reason = str(exc)
-    else:
-        if done.returncode == 0:
-            if settings.subscription_id:
-                # Bounded; a hang or failure here leaves az on its default subscription.
-                with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-                    subprocess.run(
-                        [az, "account", "set", "--subscription", settings.subscription_id],
-                        env=az_env,
-                        capture_output=True,
-                        timeout=settings.timeout,
-                        check=False,
-                    )
-            print(
-                f"azpytest: az: logged in through the token broker ({folder}, removed at "
-                "cleanup); the tests' az commands renew their tokens",
-                flush=True,
-            )
-            return az_env
-        reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
-    settings.rundir.forget(AZ_CONFIG)
     print(
-        f"azpytest: az: left alone (az login --identity through the broker failed: {reason})",
+        f"azpytest: az: logs in through the token broker on first use "
+        f"({shimmed['AZURE_CONFIG_DIR']}, removed at cleanup)",
         flush=True,
     )
-    return env
+    return shimmed
 
 
 def _dbt_profile_env(command: list[str], env: dict[str, str]) -> dict[str, str]:
@@ -435,12 +404,18 @@ def exec_command(settings: Settings, workflow: Workflow, command: list[str]) -> 
         return errors.bad_input("exec", exc, workflow)
     env = _with_kubelogin(settings, env)
     with contextlib.ExitStack() as stack:
+        relay: processes.LineRelay | None = None
+        if workflow.in_actions:
+            # In a job, what the command starts masks through us as under `run` (a pytest
+            # run captures its own stdout). On a laptop masks hide nothing, and the command
+            # keeps the terminal: no relay.
+            relay, workflow, env = _with_mask_channel(stack, settings, workflow, env)
         if settings.run.broker is not False:  # the reason to use exec: on unless turned off
             env = _with_broker(stack, settings, workflow, env, command[0])
         else:
             print("azpytest: broker: false; the command runs without the token broker", flush=True)
         try:
-            return run_forwarding(command, env, None, settings.rundir)
+            return run_forwarding(command, env, None, settings.rundir, relay)
         except OSError as exc:
             print(errors.cannot_run(command[0], exc.strerror), file=sys.stderr, flush=True)
             return 126 if isinstance(exc, PermissionError) else 127
