@@ -1,6 +1,6 @@
 # The README's two commands, `make demo` and `make test`, work on a fresh machine:
 # `bootstrap` installs uv, the project's venv, the az CLI (in its own venv, .azcli) and
-# Debian's PostgreSQL when they are missing.
+# Debian's PostgreSQL and libltdl7 (for mssql-python's ODBC driver) when they are missing.
 
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
@@ -22,6 +22,9 @@ bootstrap:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "installing Debian's postgresql (tests start throwaway servers from its binaries)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@ldconfig -p 2>/dev/null | grep -q 'libltdl\.so\.7' || { \
+	  echo "installing Debian's libltdl7 (mssql-python's ODBC Driver 18 needs it)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libltdl7 >/dev/null; }
 
 # Branch coverage of the product is printed at the end; under the floor in pyproject.toml
 # ([tool.coverage.report] fail_under) the run fails.

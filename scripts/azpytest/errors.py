@@ -1134,3 +1134,168 @@ def no_kubelet_identity(cluster: object) -> Diagnosis:
         "service principal, so real_aks_cluster['managed_identity_client_id'] has no value.",
         fix="Use a cluster with a managed identity, or leave that key unused.",
     )
+
+
+# Azure SQL (azuresql.py): the driver, and the refusals of a login with the job's token.
+
+
+def sql_unknown_driver(wanted: str, drivers: Sequence[str]) -> Diagnosis:
+    return Diagnosis(
+        kind="sql-driver-unknown",
+        what=f"azure_sql_connection: unknown driver {wanted!r}.",
+        cause=f"the driver is one of {', '.join(drivers)}.",
+        fix=f"Pass driver={drivers[0]!r} (the default) or driver={drivers[1]!r}.",
+    )
+
+
+LIBLTDL_MISSING = (
+    "mssql-python cannot load its ODBC driver: libltdl.so.7 is missing; install it with "
+    "`sudo apt-get install -y libltdl7` (Debian, Ubuntu)"
+)
+
+
+PYODBC_NO_SQL_DRIVER = (
+    "pyodbc finds no SQL Server ODBC driver (Microsoft's msodbcsql18 package installs one)"
+)
+
+
+def sql_driver_not_loaded(driver: str, problem: str) -> str:
+    """One line: why a SQL driver did not load, and the fix."""
+    if driver == "mssql-python":
+        return (
+            f"mssql-python is not installed ({problem}); add `mssql-python` (or "
+            "`azpytest[azure-sql]`) to the tests' requirements"
+        )
+    return f"{driver} is not installed ({problem})"
+
+
+def sql_no_driver(problems: Sequence[str]) -> str:
+    """One line (a skip reason locally, a failure in CI): why no driver loaded, each fix."""
+    return "azpytest: azure_sql_connection: " + "; ".join(problems)
+
+
+def _principal(claims: Mapping[str, Any]) -> list[tuple[str, str]]:
+    rows = [
+        ("client id (appid)", str(claims.get("appid") or claims.get("azp") or "?")),
+        ("object id (oid)", str(claims.get("oid") or "?")),
+    ]
+    if claims.get("app_displayname"):
+        rows.append(("display name", str(claims["app_displayname"])))
+    if claims.get("tid"):
+        rows.append(("tenant (tid)", str(claims["tid"])))
+    return rows
+
+
+def sql_not_a_user(host: str, database: str, claims: Mapping[str, Any]) -> Diagnosis:
+    name = str(claims.get("app_displayname") or "<the app's display name>")
+    return Diagnosis(
+        kind="sql-not-a-user",
+        what=(
+            f"Azure SQL {host} refused the login to database {database!r}: error 18456, "
+            "Login failed for user '<token-identified principal>'."
+        ),
+        cause=(
+            "the token is valid but its identity is not a user of the database (Azure SQL "
+            "only lets in Entra principals created in the database)."
+        ),
+        details=[("server", host), ("database", database), *_principal(claims)],
+        fix=(
+            f"Connected to {database!r} as the server's Microsoft Entra admin, run:\n\n"
+            f"```sql\nCREATE USER [{name}] FROM EXTERNAL PROVIDER;\n"
+            f"ALTER ROLE db_datareader ADD MEMBER [{name}];\n```\n\n"
+            "(add db_datawriter or db_ddladmin as the tests need)."
+        ),
+    )
+
+
+def sql_firewall(host: str, address: str, server: str) -> Diagnosis:
+    return Diagnosis(
+        kind="sql-firewall",
+        what=(
+            f"Azure SQL {host} refused the connection: error 40615, the client with IP address "
+            f"{address} is not allowed to access the server."
+        ),
+        cause=f"no firewall rule of server {server!r} covers this runner's address {address}.",
+        details=[("server", host), ("runner address", address)],
+        fix=(
+            "Allow the address (Owner or SQL Server Contributor on the server):\n\n"
+            f"```sh\naz sql server firewall-rule create --resource-group <resource-group> "
+            f"--server {server} --name azpytest-runner --start-ip-address {address} "
+            f"--end-ip-address {address}\n```\n\n"
+            "GitHub-hosted runners get a different address for every job: a fixed rule "
+            "works only for a self-hosted runner (or a larger runner with static IP "
+            "addresses); otherwise create the rule in the job before the tests and delete it "
+            "after them (`if: always()`), or reach the server through a private endpoint."
+        ),
+    )
+
+
+def sql_token_refused(host: str, asked: str, expected: str, claims: Mapping[str, Any]) -> Diagnosis:
+    audience = str(claims.get("aud") or "?")
+    return Diagnosis(
+        kind="sql-token-audience",
+        what=(
+            f"Azure SQL {host} refused the token: error 18456, Incorrect or invalid token "
+            f"(the token is for {audience})."
+        ),
+        cause=(
+            f"the token was asked for scope {asked}, but this server takes tokens for "
+            f"{expected} (the database resource of its cloud, in its own tenant)."
+            if asked != expected
+            else "the server is in another tenant or cloud than the token's."
+        ),
+        details=[("scope asked", asked), ("scope expected", expected), *_principal(claims)],
+        fix=(
+            "Set the action's `cloud` input to the server's cloud (AzureUSGovernment for "
+            "*.database.usgovcloudapi.net, AzureChinaCloud for *.database.chinacloudapi.cn), "
+            f"or give the connection `scope: {expected}` in the profiles input."
+        ),
+    )
+
+
+def sql_token_expired(host: str, claims: Mapping[str, Any]) -> Diagnosis:
+    return Diagnosis(
+        kind="sql-token-expired",
+        what=f"Azure SQL {host} refused the token: error 18456, Token is expired.",
+        cause=(
+            "the token had expired when the login reached the server (a token kept from an "
+            "earlier connection, or a clock far off)."
+        ),
+        details=_principal(claims),
+        fix="Open connections with azure_sql_connection(), which fetches a token for each one.",
+    )
+
+
+def sql_database_unavailable(host: str, database: str) -> Diagnosis:
+    return Diagnosis(
+        kind="sql-database-unavailable",
+        what=f"Azure SQL {host}: error 40613, database {database!r} is not currently available.",
+        cause=(
+            "the database is paused (serverless auto-pause), being scaled, failed over or under "
+            "maintenance."
+        ),
+        fix="Retry the connection after a minute; a serverless database resumes on the retry.",
+        transient=True,
+    )
+
+
+def sql_certificate_untrusted(host: str, reason: str, ca_file: str | None) -> Diagnosis:
+    return Diagnosis(
+        kind="sql-certificate-untrusted",
+        what=(
+            f"Azure SQL {host}: the driver did not trust the server's TLS certificate "
+            f"(certificate verify failed: {reason})."
+        ),
+        cause=(
+            "ODBC Driver 18 checks the server's certificate against OpenSSL's trusted roots "
+            "(SSL_CERT_FILE, else the system's): a proxy that intercepts TLS, a CA missing from "
+            "that store, or a host name the certificate does not name (use the server's "
+            "<name>.database.windows.net name, not an IP address)."
+        ),
+        details=[("server", host), ("SSL_CERT_FILE", ca_file or "unset")],
+        fix=(
+            "Add the CA to the system's trusted roots (`update-ca-certificates`) or point "
+            "SSL_CERT_FILE at a bundle that holds it. Do not set TrustServerCertificate=yes: it "
+            "accepts any server, and the job's token with it."
+        ),
+    )

@@ -61,7 +61,7 @@ from typing import Any
 import yaml
 
 from azpytest import errors
-from azpytest.clouds import PUBLIC
+from azpytest.clouds import PUBLIC, Cloud
 from azpytest.inputs import SECRET_NAME, InputError, SecretSpec, load_yaml
 from azpytest.rundir import CONNECTIONS, PROFILES, RunDir
 
@@ -177,8 +177,9 @@ def _unknown(where: str, key: Any, known: tuple[str, ...]) -> InputError:
     return _fail(where, f"unknown field {str(key)!r}; {hint}")
 
 
-def parse(text: str) -> ProfilesSpec:
-    """Validate the `profiles` input; any problem is one InputError line naming the field."""
+def parse(text: str, cloud: Cloud = PUBLIC) -> ProfilesSpec:
+    """Validate the `profiles` input; any problem is one InputError line naming the field. An
+    entra connection without a scope gets `cloud`'s for its kind."""
     data = load_yaml(
         INPUT, text, "not valid YAML{where}; write a `connections:` mapping (and optionally `dbt:`)"
     )
@@ -200,7 +201,7 @@ def parse(text: str) -> ProfilesSpec:
                 "connections",
                 f"the name {name!r} is not text; quote it (YAML read another type)",
             )
-    connections = tuple(_connection(name, fields) for name, fields in raw.items())
+    connections = tuple(_connection(name, fields, cloud) for name, fields in raw.items())
     variables: dict[str, str] = {}
     for connection in connections:
         for name in [v.env for _, v in connection.values() if v.env] + [connection.token_env]:
@@ -215,7 +216,7 @@ def parse(text: str) -> ProfilesSpec:
     return ProfilesSpec(connections=connections, dbt=dbt)
 
 
-def _connection(name: str, fields: Any) -> ConnectionSpec:
+def _connection(name: str, fields: Any, cloud: Cloud = PUBLIC) -> ConnectionSpec:
     where = f"connections.{name}"
     if not _NAME.match(name):
         raise _fail(where, "a connection name is a letter then letters, digits, _ or - (up to 63)")
@@ -277,7 +278,7 @@ def _connection(name: str, fields: Any) -> ConnectionSpec:
         auth=auth,
         password=value("password") if auth == "password" else None,
         sslmode=sslmode,
-        scope=(scope or PUBLIC.token_scope(kind)) if auth == "entra" else None,
+        scope=(scope or cloud.token_scope(kind)) if auth == "entra" else None,
     )
 
 
@@ -582,12 +583,16 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_connections(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, Connection]:
+def load_connections(
+    path: Path, environ: Mapping[str, str] | None = None, cloud: Cloud = PUBLIC
+) -> dict[str, Connection]:
     """The connections of a connections.yaml, `{env: NAME}` fields read from the environment
-    now (an unset variable is a ConnectionsError naming it and the connection)."""
+    now (an unset variable is a ConnectionsError naming it and the connection); an entra
+    connection without a scope gets `cloud`'s for its kind."""
     data = _read(path)
     return {
-        str(name): _load(str(name), fields, environ) for name, fields in data["connections"].items()
+        str(name): _load(str(name), fields, environ, cloud)
+        for name, fields in data["connections"].items()
     }
 
 
@@ -623,7 +628,9 @@ def variable_sources(path: Path) -> dict[str, tuple[str, str, str | None]]:
     return found
 
 
-def _load(name: str, fields: Any, environ: Mapping[str, str] | None) -> Connection:
+def _load(
+    name: str, fields: Any, environ: Mapping[str, str] | None, cloud: Cloud = PUBLIC
+) -> Connection:
     if not isinstance(fields, dict) or fields.get("kind") not in KINDS:
         raise ConnectionsError(errors.connection_no_kind(name, KINDS))
     kind = str(fields["kind"])
@@ -652,7 +659,7 @@ def _load(name: str, fields: Any, environ: Mapping[str, str] | None) -> Connecti
         auth=auth,
         password_env=str(password["env"]) if isinstance(password, dict) else None,
         sslmode=get("sslmode"),
-        scope=(get("scope") or PUBLIC.token_scope(kind)) if auth == "entra" else None,
+        scope=(get("scope") or cloud.token_scope(kind)) if auth == "entra" else None,
     )
 
 

@@ -261,7 +261,7 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
             f"{source.env_file} sets neither AZURE_TENANT_ID nor AZURE_CLIENT_ID; "
             "DefaultAzureCredential will pick the identity"
         )
-    profiles_spec = _profiles(get("profiles"), key_vault)
+    profiles_spec = _profiles(get("profiles"), key_vault, cloud)
     run_options = _run_options(get, source.env)
     dbt_project = _dbt_project(get("dbt-project"), run_options.working_directory, profiles_spec)
     return Settings(
@@ -334,12 +334,12 @@ def _aks(
     return group, cluster
 
 
-def _profiles(text: str | None, key_vault: str | None) -> ProfilesSpec | None:
+def _profiles(text: str | None, key_vault: str | None, cloud: Cloud) -> ProfilesSpec | None:
     if not text:
         return None
     from azpytest import profiles
 
-    spec = profiles.parse(text)  # raises InputError("profiles", ...)
+    spec = profiles.parse(text, cloud)  # raises InputError("profiles", ...)
     if spec.required_secrets() and key_vault is None:
         raise InputError("profiles", "a field reads a Key Vault secret: set key-vault too")
     return spec

@@ -82,6 +82,7 @@ class Entra:
             "nbf": issued,
             "exp": issued + lifetime,
             "aio": token_id(),
+            "app_displayname": app.name,
             "appid": app.client_id,
             "appidacr": acr,
             "idp": f"https://sts.windows.net/{app.tenant_id}/",

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import fnmatch
+import ipaddress
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,8 @@ AKS_SERVER_APP = "6dae42f8-4368-4678-94ff-3960e28e3630"
 # The well-known client id that `az aks get-credentials` writes into kubelogin's args.
 AZURE_CLI_CLIENT_ID = "80faf920-1908-4b52-b5ef-a8e7bedfc67a"
 
-SERVICES = ("github", "entra", "keyvault", "arm", "kube", "ldap")
+SERVICES = ("github", "entra", "keyvault", "arm", "kube", "ldap", "sql")
+SQL_CLOUDS = ("AzureCloud", "AzureUSGovernment", "AzureChinaCloud")
 
 
 class ScenarioError(ValueError):
@@ -103,6 +106,9 @@ def default_scenario_data() -> dict[str, Any]:
                 ],
             }
         ],
+        # Azure SQL logical servers: none unless a scenario asks (each adds sql-host, sql-port
+        # and sql-database to its vault, which would change every other test's vault listing).
+        "sql_servers": [],
     }
 
 
@@ -200,6 +206,27 @@ class Subscription:
     tenant_id: str
     resource_groups: dict[str, ResourceGroup]  # keyed by lower-case name
     grants: list[RoleGrant]
+
+
+@dataclass
+class SqlDatabase:
+    name: str
+    users: list[
+        str
+    ]  # apps' names, client ids or object ids (CREATE USER ... FROM EXTERNAL PROVIDER)
+    available: bool  # false: logins get 40613
+
+
+@dataclass
+class SqlServer:
+    """An Azure SQL logical server: its databases, firewall and the vault it is published in."""
+
+    name: str
+    tenant_id: str
+    cloud: str  # the token audience it takes: AzureCloud, AzureUSGovernment, AzureChinaCloud
+    databases: dict[str, SqlDatabase]  # keyed by lower-case name
+    firewall: list[tuple[str, str]]  # (start, end) IP addresses allowed
+    vault: str | None  # the vault that gets sql-host, sql-port, sql-database; None: none
 
 
 @dataclass
@@ -301,6 +328,7 @@ class Scenario:
     subscriptions: list[Subscription]
     faults: list[Fault] = field(default_factory=list)
     token_lifetime_s: int = 3600
+    sql_servers: list[SqlServer] = field(default_factory=list)
 
     def apps(self) -> list[App]:
         return [app for tenant in self.tenants for app in tenant.apps]
@@ -354,7 +382,15 @@ def build_scenario(data: Any) -> Scenario:
     """Build a scenario from a mapping; keys that are absent take the default world's."""
     if not isinstance(data, dict):
         raise ScenarioError(f"the scenario must be a mapping, not {_kind(data)}")
-    known = {"github", "tenants", "vaults", "subscriptions", "faults", "token_lifetime_s"}
+    known = {
+        "github",
+        "tenants",
+        "vaults",
+        "subscriptions",
+        "faults",
+        "token_lifetime_s",
+        "sql_servers",
+    }
     _no_unknown(data, known, "the scenario")
     merged = default_scenario_data()
     merged.update(copy.deepcopy(data))
@@ -379,6 +415,11 @@ def build_scenario(data: Any) -> Scenario:
         for i, s in enumerate(_list(merged, "subscriptions", ""))
     ]
     faults = [_fault(f, f"faults[{i}]") for i, f in enumerate(_list(merged, "faults", ""))]
+    first_vault = next(iter(vaults.values())).name if vaults else None
+    sql_servers = [
+        _sql_server(s, f"sql_servers[{i}]", tenant_of, vaults, first_vault)
+        for i, s in enumerate(_list(merged, "sql_servers", ""))
+    ]
     return Scenario(
         github=_github(merged.get("github") or {}),
         tenants=tenants,
@@ -386,6 +427,7 @@ def build_scenario(data: Any) -> Scenario:
         subscriptions=subs,
         faults=faults,
         token_lifetime_s=_int(merged, "token_lifetime_s", "", 3600, minimum=1),
+        sql_servers=sql_servers,
     )
 
 
@@ -615,6 +657,15 @@ def _secret(name: str, data: Any, where: str, index: int) -> Secret:
     return Secret(name=name, versions=versions)
 
 
+def publish_secret(vault: Vault, name: str, value: str) -> None:
+    """Add `name` to `vault` with `value` unless the scenario already has it (the sandbox
+    publishes addresses it only knows once started, such as the Azure SQL stand-in's port)."""
+    if name.lower() not in vault.secrets:
+        vault.secrets[name.lower()] = _secret(
+            name, value, f"{vault.name}.{name}", len(vault.secrets)
+        )
+
+
 _SECRET_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 
 
@@ -691,6 +742,58 @@ def _subscription(data: Any, where: str, tenant_of: Any) -> Subscription:
         tenant_id=tenant_of(obj, where),
         resource_groups=groups,
         grants=grants,
+    )
+
+
+def _sql_server(
+    data: Any, where: str, tenant_of: Any, vaults: dict[str, Vault], first_vault: str | None
+) -> SqlServer:
+    obj = _map(data, where)
+    _no_unknown(obj, {"name", "tenant", "cloud", "databases", "firewall", "vault"}, where)
+    name = _str(obj, "name", where)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,61}[a-z0-9]", name):
+        raise ScenarioError(f"{where}.name: {name!r} is not a server name (lower case, digits, -)")
+    cloud = _str(obj, "cloud", where, "AzureCloud")
+    if cloud not in SQL_CLOUDS:
+        raise ScenarioError(f"{where}.cloud: {cloud!r} is not one of {', '.join(SQL_CLOUDS)}")
+    databases: dict[str, SqlDatabase] = {}
+    for i, d in enumerate(_list(obj, "databases", where + ".")):
+        dw = f"{where}.databases[{i}]"
+        dobj = _map(d, dw)
+        _no_unknown(dobj, {"name", "users", "available"}, dw)
+        users = _list(dobj, "users", dw + ".")
+        db = SqlDatabase(
+            name=_str(dobj, "name", dw),
+            users=[str(u) for u in users],
+            available=_bool(dobj, "available", dw, True),
+        )
+        databases[db.name.lower()] = db
+    firewall: list[tuple[str, str]] = []
+    raw_rules = obj.get("firewall")
+    rules = [{"start": "0.0.0.0", "end": "255.255.255.255"}] if raw_rules is None else raw_rules
+    if not isinstance(rules, list):
+        raise ScenarioError(f"{where}.firewall: expected a list, got {_kind(rules)}")
+    for i, r in enumerate(rules):
+        rw = f"{where}.firewall[{i}]"
+        robj = _map(r, rw)
+        _no_unknown(robj, {"name", "start", "end"}, rw)
+        start, end = _str(robj, "start", rw), _str(robj, "end", rw, robj.get("start"))
+        for value in (start, end):
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ScenarioError(f"{rw}: {value!r} is not an IP address") from None
+        firewall.append((start, end))
+    vault = obj.get("vault", first_vault)
+    if vault is not None and str(vault).lower() not in vaults:
+        raise ScenarioError(f"{where}.vault: no vault {vault!r} in vaults")
+    return SqlServer(
+        name=name,
+        tenant_id=tenant_of(obj, where),
+        cloud=cloud,
+        databases=databases,
+        firewall=firewall,
+        vault=None if vault is None else vaults[str(vault).lower()].name,
     )
 
 

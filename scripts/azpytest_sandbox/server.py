@@ -22,7 +22,8 @@ from .keyvault import VAULT_SUFFIXES, KeyVault
 from .kubeapi import KubeAPIServer
 from .ldap import LdapResponder
 from .proxy import ConnectProxy
-from .scenario import GITHUB_ISSUER, Fault, Scenario, build_scenario
+from .scenario import GITHUB_ISSUER, Fault, Scenario, build_scenario, publish_secret
+from .sqlserver import SQL_SUFFIXES, SqlServerStandIn
 from .tokens import SigningKey
 
 ARM_HOSTS = ("management.azure.com", "management.usgovcloudapi.net", "management.chinacloudapi.cn")
@@ -55,6 +56,7 @@ class Sandbox:
         self._proxy: ConnectProxy | None = None
         self.ldap: LdapResponder | None = None
         self.clusters: dict[tuple[str, str, str], KubeAPIServer] = {}
+        self.sql_servers: dict[str, SqlServerStandIn] = {}
         self.env: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -102,6 +104,7 @@ class Sandbox:
                     )
                     server.start()
                     self.clusters[(sub.id, group.name.lower(), cluster.name.lower())] = server
+        self._start_sql()
         self.arm = ARM(self.scenario, self.entra, self._cluster_server)
         self.services: list[Service] = [self.github, self.entra, self.keyvault, self.arm]
 
@@ -154,6 +157,9 @@ class Sandbox:
         for cluster in self.clusters.values():
             cluster.stop()
         self.clusters.clear()
+        for sql in self.sql_servers.values():
+            sql.stop()
+        self.sql_servers.clear()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -163,6 +169,37 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _start_sql(self) -> None:
+        """The Azure SQL stand-ins, TLS 1.2 as Azure SQL's TDS 7.4 logins use, with a
+        certificate for every cloud's server names and 127.0.0.1; each server's address goes
+        into its vault as sql-host, sql-port and sql-database. The host is `localhost`: ODBC
+        Driver 18 checks the certificate's DNS names only (an IP address never matches), and
+        it trusts the CA through SSL_CERT_FILE, which the sandbox's environment sets."""
+        if not self.scenario.sql_servers:
+            return
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        self.ca.issue_cert(
+            *(f"*{suffix}" for suffix in SQL_SUFFIXES.values()), "localhost", "127.0.0.1"
+        ).configure_cert(context)
+        for server in self.scenario.sql_servers:
+            stand_in = SqlServerStandIn(server, self.entra, context, self.log, self.faults).start()
+            self.sql_servers[server.name] = stand_in
+            vault = self.scenario.vaults.get((server.vault or "").lower())
+            if vault is not None:
+                publish_secret(vault, "sql-host", "localhost")
+                publish_secret(vault, "sql-port", str(stand_in.port))
+                first = next(iter(server.databases.values()), None)
+                if first is not None:
+                    publish_secret(vault, "sql-database", first.name)
+
+    def sql_server(self, name: str | None = None) -> SqlServerStandIn:
+        """A running Azure SQL stand-in (the only one when `name` is None)."""
+        if name is None:
+            assert len(self.sql_servers) == 1, f"name one of {sorted(self.sql_servers)}"
+            return next(iter(self.sql_servers.values()))
+        return self.sql_servers[name]
 
     # ------------------------------------------------------------------ routing
 

@@ -156,7 +156,7 @@ def test_dbt_fixture_builds_and_fails_with_dbts_own_error(
     result.stdout.fnmatch_lines(["*dbt compile --vars {not yaml failed (exit 2):*"])
 
 
-def test_azure_sql_without_pyodbc_skips_saying_what_to_install(
+def test_azure_sql_with_pyodbc_asked_for_but_missing_skips_saying_what_to_install(
     pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     path = tmp_path / "c.yaml"
@@ -164,21 +164,22 @@ def test_azure_sql_without_pyodbc_skips_saying_what_to_install(
         "connections:\n  sql:\n    kind: azure-sql\n    host: sql.example\n    database: app\n    auth: entra\n"
     )
     clean_env.setenv("AZPYTEST_CONNECTIONS", str(path))
-    pytester.makepyfile("def test_sql(azure_sql_connection):\n    azure_sql_connection()\n")
+    pytester.makepyfile(
+        "def test_sql(azure_sql_connection):\n    azure_sql_connection(driver='pyodbc')\n"
+    )
     result = pytester.runpytest_subprocess("-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(
-        [
-            "*azpytest: azure_sql_connection needs pyodbc and the Microsoft ODBC Driver 18 for SQL Server: pip install pyodbc; apt-get install msodbcsql18"
-        ]
+        ["*azpytest: azure_sql_connection: pyodbc is not installed (No module named 'pyodbc')"]
     )
 
 
-def test_azure_sql_connection_asks_for_the_connections_own_scope(
+def test_azure_sql_connection_on_pyodbc_asks_for_the_connections_own_scope(
     pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """pyodbc is a stand-in recording what the fixture hands it (no ODBC driver here); the
-    token comes from a conftest's azure_token, which overrides the plugin's by name."""
+    """pyodbc (optional; not installed here, nor any system ODBC driver) is a stand-in recording
+    what the fixture hands it; the token comes from a conftest's azure_credential, which
+    overrides the plugin's by name. The real driver's path: test_azure_sql.py."""
     path = tmp_path / "c.yaml"
     path.write_text(
         textwrap.dedent("""
@@ -208,43 +209,42 @@ def test_azure_sql_connection_asks_for_the_connections_own_scope(
             def close(self):
                 print("pyodbc connection closed")
 
-        def connect(conn_str, attrs_before=None):
+        def connect(conn_str, attrs_before=None, timeout=None):
             token = attrs_before[1256][4:].decode("utf-16-le")
             print(f"pyodbc.connect({conn_str}) with token {token} in attribute 1256")
             return Connection()
 
         sys.modules["pyodbc"] = types.SimpleNamespace(
-            drivers=lambda: ["ODBC Driver 18 for SQL Server"], connect=connect
+            drivers=lambda: ["ODBC Driver 18 for SQL Server"], connect=connect, Error=Exception
         )
 
         @pytest.fixture(scope="session")
-        def azure_token():
-            def token(scope):
-                print(f"azure_token({scope})")
-                return "token-for-" + scope
-            return token
+        def azure_credential():
+            class Credential:
+                def get_token(self, scope):
+                    print(f"get_token({scope})")
+                    return types.SimpleNamespace(token="token-for-" + scope)
+            return Credential()
         """
     )
     pytester.makepyfile(
         """
         def test_sql(azure_sql_connection):
-            azure_sql_connection("gov")
-            azure_sql_connection("public")
+            azure_sql_connection("gov", driver="pyodbc")
+            azure_sql_connection("public", driver="pyodbc")
         """
     )
     result = pytester.runpytest_subprocess("-s")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            "*azure_token(https://database.usgovcloudapi.net/.default)",
-            "pyodbc.connect(DRIVER={ODBC Driver 18 for SQL Server};"
-            "SERVER=tcp:sql.example.usgovcloudapi.net,1433;DATABASE=app;Encrypt=yes;"
-            "TrustServerCertificate=no) with token "
-            "token-for-https://database.usgovcloudapi.net/.default in attribute 1256",
-            "azure_token(https://database.windows.net/.default)",
-            "pyodbc.connect(DRIVER={ODBC Driver 18 for SQL Server};"
-            "SERVER=tcp:sql.example.net,1433;DATABASE=app;Encrypt=yes;"
-            "TrustServerCertificate=no) with token "
+            "*get_token(https://database.usgovcloudapi.net/.default)",
+            "pyodbc.connect(Driver={ODBC Driver 18 for SQL Server};"
+            "Server=tcp:sql.example.usgovcloudapi.net,1433;Database={app};Encrypt=yes) with "
+            "token token-for-https://database.usgovcloudapi.net/.default in attribute 1256",
+            "get_token(https://database.windows.net/.default)",
+            "pyodbc.connect(Driver={ODBC Driver 18 for SQL Server};"
+            "Server=tcp:sql.example.net,1433;Database={app};Encrypt=yes) with token "
             "token-for-https://database.windows.net/.default in attribute 1256",
             "*pyodbc connection closed",
             "pyodbc connection closed",

@@ -63,8 +63,8 @@ def test_yaml_file_is_loaded(tmp_path: Path) -> None:
         ([1, 2], "the scenario must be a mapping, not a list"),
         (
             {"vault": []},
-            "the scenario: unknown key 'vault' (known: faults, github, subscriptions, "
-            "tenants, token_lifetime_s, vaults)",
+            "the scenario: unknown key 'vault' (known: faults, github, sql_servers, "
+            "subscriptions, tenants, token_lifetime_s, vaults)",
         ),
         ({"tenants": [{"id": "not-a-guid"}]}, "tenants[0].id: 'not-a-guid' is not a GUID"),
         ({"tenants": []}, "tenants: at least one tenant is needed"),
@@ -79,7 +79,7 @@ def test_yaml_file_is_loaded(tmp_path: Path) -> None:
         ),
         (
             {"faults": [{"service": "dns"}]},
-            "faults[0].service: 'dns' is not one of github, entra, keyvault, arm, kube, ldap",
+            "faults[0].service: 'dns' is not one of github, entra, keyvault, arm, kube, ldap, sql",
         ),
         (
             {"faults": [{"status": 999}]},

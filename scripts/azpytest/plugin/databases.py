@@ -1,6 +1,6 @@
-"""The prepared database connections: PostgreSQL (psycopg 3) and Azure SQL (pyodbc), with the
-job's Entra token as the password where the connection says `auth: entra`; the run's own
-PostgreSQL schema and a rolled-back transaction in it."""
+"""The prepared database connections: PostgreSQL (psycopg 3) and Azure SQL (mssql-python, or
+pyodbc), with the job's Entra token as the password where the connection says `auth: entra`;
+the run's own PostgreSQL schema and a rolled-back transaction in it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from azpytest import errors
-from azpytest.clouds import PUBLIC
+from azpytest.clouds import CLOUDS, PUBLIC, Cloud
 from azpytest.plugin.common import fail_diagnosis, setting, skip_or_fail
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     PgConnection = psycopg.Connection[Any]
 
-# A pyodbc connection: pyodbc is optional and ships no types.
+# A DB-API connection of mssql-python or pyodbc (both optional).
 SqlConnection = Any
 
 
@@ -38,7 +38,7 @@ def azpytest_connections() -> dict[str, Connection]:
     if not path:
         skip_or_fail(errors.NO_CONNECTIONS)
     try:
-        return profiles.load_connections(Path(path))
+        return profiles.load_connections(Path(path), cloud=_cloud())
     except (OSError, ValueError) as exc:
         pytest.fail(errors.connections_unreadable(path, exc), pytrace=False)
 
@@ -55,9 +55,9 @@ def _pick(connections: dict[str, Connection], name: str | None, kind: str) -> Co
 
 
 def _token_scope(spec: Connection) -> str:
-    """The scope of an entra connection's token: its own (profiles fills in the public
-    cloud's default when the user gives none)."""
-    return spec.scope or PUBLIC.token_scope(spec.kind)
+    """The scope of an entra connection's token: its own (profiles fills in the cloud's
+    default when the user gives none)."""
+    return spec.scope or _cloud().token_scope(spec.kind)
 
 
 def _pg_password(spec: Connection, credential: Callable[[], Identity]) -> str:
@@ -114,38 +114,54 @@ def db_connection(pg_connection: Callable[..., PgConnection]) -> PgConnection:
 def azure_sql_connection(
     request: pytest.FixtureRequest, azpytest_connections: dict[str, Connection]
 ) -> Iterator[Callable[..., SqlConnection]]:
-    """`azure_sql_connection(name=None)`: pyodbc with the Entra access token attribute."""
-    try:
-        import pyodbc  # type: ignore[import-not-found]
-    except ImportError:
-        pytest.skip(errors.NO_PYODBC)
-    drivers = [d for d in pyodbc.drivers() if "SQL Server" in d]
-    if not drivers:
-        pytest.skip(errors.NO_ODBC_DRIVER)
-    from azpytest.clouds import SQL_COPT_SS_ACCESS_TOKEN
-    from azpytest.profiles import azure_sql_token_struct
+    """`azure_sql_connection(name=None, driver=None, **kwargs)`: a new DB-API connection to a
+    prepared azure-sql connection, closed after the test. Microsoft's mssql-python (or pyodbc
+    with driver="pyodbc"); an entra connection logs in with a token fetched for it, for the
+    connection's scope; a refused login fails the test with the diagnosis."""
+    from azpytest import azuresql
 
     opened: list[SqlConnection] = []
 
-    def connect(name: str | None = None) -> SqlConnection:
+    def token_for(scope: str) -> str:
+        # A current token for every new connection (the job's credential renews it and masks
+        # it in the log): a long session never uses an old one.
+        credential = request.getfixturevalue("azure_credential")
+        return str(credential.get_token(scope).token)
+
+    def connect(name: str | None = None, driver: str | None = None, **kwargs: Any) -> SqlConnection:
         spec = _pick(azpytest_connections, name, "azure-sql")
-        conn_str = (
-            f"DRIVER={{{drivers[-1]}}};SERVER=tcp:{spec.host},{spec.port or 1433};"
-            f"DATABASE={spec.database};Encrypt=yes;TrustServerCertificate=no"
+        entra = spec.auth == "entra"
+        target = azuresql.Target(
+            host=spec.host,
+            port=spec.port or 1433,
+            database=spec.database,
+            scope=_token_scope(spec) if entra else None,
+            user=None if entra else spec.user,
+            password=None if entra else spec.password(),
         )
-        if spec.auth == "entra":
-            token = request.getfixturevalue("azure_token")(_token_scope(spec))
-            conn = pyodbc.connect(
-                conn_str, attrs_before={SQL_COPT_SS_ACCESS_TOKEN: azure_sql_token_struct(token)}
-            )
-        else:
-            conn = pyodbc.connect(f"{conn_str};UID={spec.user};PWD={spec.password()}")
+        missing: str | None = None
+        refused: errors.Diagnosis | None = None
+        try:
+            conn = azuresql.connect(target, token_for, cloud=_cloud(), driver=driver, **kwargs)
+        except azuresql.DriverMissing as exc:
+            missing = str(exc)
+        except errors.Diagnosis as exc:
+            refused = exc
+        # Outside the except blocks: the test's failure shows the diagnosis alone.
+        if missing is not None:
+            skip_or_fail(missing)
+        if refused is not None:
+            fail_diagnosis(refused)
         opened.append(conn)
         return conn
 
     yield connect
     for conn in opened:
         conn.close()
+
+
+def _cloud() -> Cloud:
+    return CLOUDS.get((setting("cloud") or "").lower(), PUBLIC)
 
 
 @dataclass
