@@ -27,6 +27,15 @@ ARM = {
 }
 
 
+SQL_CLAIMS = {
+    "appid": "3f1e2d4c-6b5a-4978-8a9b-0c1d2e3f4a5b",
+    "oid": "b7c6d5e4-f3a2-4b1c-9d8e-7f6a5b4c3d2e",
+    "app_displayname": "azpytest-ci",
+    "aud": "https://database.windows.net/",
+    "exp": 1700000000,
+}
+
+
 def _cases(tmp_path: Path) -> list[tuple[str, dict[str, Any]]]:
     """One call per branch that has a kind of its own: (factory, keyword arguments)."""
     event = tmp_path / "event.json"
@@ -42,6 +51,30 @@ def _cases(tmp_path: Path) -> list[tuple[str, dict[str, Any]]]:
         ("entra_refused", {"message": "AADSTS50000: something else", **ENTRA}),
         ("local_credential_failed", {"message": "EnvironmentCredential: not configured"}),
         ("no_kubelet_identity", {"cluster": "aks-1"}),
+        ("sql_unknown_driver", {"wanted": "odbc", "drivers": ["mssql-python", "pyodbc"]}),
+        (
+            "sql_not_a_user",
+            {"host": "sql-1.database.windows.net", "database": "app", "claims": SQL_CLAIMS},
+        ),
+        (
+            "sql_firewall",
+            {"host": "sql-1.database.windows.net", "address": "20.1.2.3", "server": "sql-1"},
+        ),
+        (
+            "sql_token_refused",
+            {
+                "host": "sql-1.database.windows.net",
+                "asked": "https://database.windows.net/.default",
+                "expected": "https://database.usgovcloudapi.net/",
+                "claims": SQL_CLAIMS,
+            },
+        ),
+        ("sql_token_expired", {"host": "sql-1.database.windows.net", "claims": SQL_CLAIMS}),
+        ("sql_database_unavailable", {"host": "sql-1.database.windows.net", "database": "app"}),
+        (
+            "sql_certificate_untrusted",
+            {"host": "sql-1.database.windows.net", "reason": "unknown CA", "ca_file": None},
+        ),
         (
             "vault_failed",
             {"vault": "kv", "secret": "db", "status": 500, "message": "Internal error"},
