@@ -1,11 +1,12 @@
 """Read the Kubernetes protobuf encoding of the few objects the sandbox's API server stores.
 
 kubectl v1.32 sends built-in objects it creates itself (`kubectl create namespace`,
-`kubectl create configmap`, `kubectl run`) as `application/vnd.kubernetes.protobuf`, not
-JSON; a server that refuses that media type fails those commands. This turns such a body
-into the object's JSON form. Only the fields below are read (others are skipped, as a
-protobuf reader skips unknown fields); field numbers are those of k8s.io/api's
-`generated.proto`.
+`kubectl create configmap`, `kubectl run`, `kubectl create serviceaccount|secret|service|
+deployment|job|role|rolebinding|clusterrole|clusterrolebinding`) as
+`application/vnd.kubernetes.protobuf`, not JSON; a server that refuses that media type
+fails those commands. This turns such a body into the object's JSON form. Only the fields
+below are read (others are skipped, as a protobuf reader skips unknown fields); field
+numbers are those of k8s.io/api's `generated.proto`.
 """
 
 from __future__ import annotations
@@ -97,6 +98,47 @@ POD_SPEC: Message = {
     25: _p("priority", "int"), 30: _p("enableServiceLinks", "bool"),
     31: _s("preemptionPolicy"),
 }  # fmt: skip
+POLICY_RULE: Message = {
+    1: Field("verbs", "string", repeated=True), 2: Field("apiGroups", "string", repeated=True),
+    3: Field("resources", "string", repeated=True),
+    4: Field("resourceNames", "string", repeated=True),
+    5: Field("nonResourceURLs", "string", repeated=True),
+}  # fmt: skip
+SUBJECT: Message = {1: _s("kind"), 2: _s("apiGroup"), 3: _s("name"), 4: _s("namespace")}
+ROLE_REF: Message = {1: _s("apiGroup"), 2: _s("kind"), 3: _s("name")}
+LABEL_SELECTOR: Message = {
+    1: Field("matchLabels", Map("string")),
+    2: Field("matchExpressions", {1: _s("key"), 2: _s("operator"),
+                                  3: Field("values", "string", repeated=True)}, repeated=True),
+}  # fmt: skip
+POD_TEMPLATE: Message = {1: Field("metadata", OBJECT_META), 2: Field("spec", POD_SPEC)}
+SERVICE_SPEC: Message = {
+    1: Field("ports", {1: _s("name"), 2: _s("protocol"), 3: _p("port", "int"),
+                       4: Field("targetPort", "intorstring"), 5: Field("nodePort", "int")},
+             repeated=True),
+    2: Field("selector", Map("string")), 3: _s("clusterIP"), 4: _s("type"),
+}  # fmt: skip
+DEPLOYMENT_SPEC: Message = {
+    1: _p("replicas", "int"), 2: Field("selector", LABEL_SELECTOR),
+    3: Field("template", POD_TEMPLATE), 5: Field("minReadySeconds", "int"),
+    6: _p("revisionHistoryLimit", "int"), 7: Field("paused", "bool"),
+    9: _p("progressDeadlineSeconds", "int"),
+}  # fmt: skip
+JOB_SPEC: Message = {
+    1: _p("parallelism", "int"), 2: _p("completions", "int"),
+    3: _p("activeDeadlineSeconds", "int"), 4: Field("selector", LABEL_SELECTOR),
+    5: _p("manualSelector", "bool"), 6: Field("template", POD_TEMPLATE),
+    7: _p("backoffLimit", "int"), 8: _p("ttlSecondsAfterFinished", "int"),
+    9: _s("completionMode"), 10: _p("suspend", "bool"),
+}  # fmt: skip
+RESOURCE_ATTRIBUTES: Message = {
+    1: _s("namespace"), 2: _s("verb"), 3: _s("group"), 4: _s("version"), 5: _s("resource"),
+    6: _s("subresource"), 7: _s("name"),
+}  # fmt: skip
+REVIEW_SPEC: Message = {
+    1: Field("resourceAttributes", RESOURCE_ATTRIBUTES),
+    2: Field("nonResourceAttributes", {1: _s("path"), 2: _s("verb")}),
+}
 KINDS: dict[str, Message] = {
     "Namespace": {
         1: Field("metadata", OBJECT_META),
@@ -114,6 +156,38 @@ KINDS: dict[str, Message] = {
         2: Field("spec", POD_SPEC),
         3: Field("status", {1: _s("phase")}),
     },
+    "ServiceAccount": {
+        1: Field("metadata", OBJECT_META),
+        2: Field("secrets", {1: _s("kind"), 2: _s("namespace"), 3: _s("name")}, repeated=True),
+        3: Field("imagePullSecrets", {1: _s("name")}, repeated=True),
+        4: _p("automountServiceAccountToken", "bool"),
+    },
+    "Secret": {
+        1: Field("metadata", OBJECT_META),
+        2: Field("data", Map("bytes")),
+        3: _s("type"),
+        4: Field("stringData", Map("string")),
+        5: _p("immutable", "bool"),
+    },
+    "Role": {1: Field("metadata", OBJECT_META), 2: Field("rules", POLICY_RULE, repeated=True)},
+    "ClusterRole": {
+        1: Field("metadata", OBJECT_META),
+        2: Field("rules", POLICY_RULE, repeated=True),
+    },
+    "RoleBinding": {
+        1: Field("metadata", OBJECT_META),
+        2: Field("subjects", SUBJECT, repeated=True),
+        3: Field("roleRef", ROLE_REF),
+    },
+    "ClusterRoleBinding": {
+        1: Field("metadata", OBJECT_META),
+        2: Field("subjects", SUBJECT, repeated=True),
+        3: Field("roleRef", ROLE_REF),
+    },
+    "Service": {1: Field("metadata", OBJECT_META), 2: Field("spec", SERVICE_SPEC)},
+    "Deployment": {1: Field("metadata", OBJECT_META), 2: Field("spec", DEPLOYMENT_SPEC)},
+    "Job": {1: Field("metadata", OBJECT_META), 2: Field("spec", JOB_SPEC)},
+    "SelfSubjectAccessReview": {1: Field("metadata", OBJECT_META), 2: Field("spec", REVIEW_SPEC)},
     "DeleteOptions": {
         1: _p("gracePeriodSeconds", "int"),
         3: _p("orphanDependents", "bool"),
@@ -130,7 +204,7 @@ _UNKNOWN: Message = {
 
 
 def decode(body: bytes) -> dict[str, Any]:
-    """The JSON form of a protobuf-encoded Namespace, ConfigMap, Pod or DeleteOptions."""
+    """The JSON form of a protobuf-encoded object of one of the KINDS."""
     if not body.startswith(MAGIC):
         raise ProtoError("the body does not start with the Kubernetes protobuf prefix")
     envelope = _fields(body[len(MAGIC) :], _UNKNOWN, raw=True)
@@ -213,6 +287,9 @@ def _convert(field: Field, value: int | bytes, raw: bool) -> Any:
         return text if text or field.repeated else None
     if kind == "bytes":
         return value if raw else base64.b64encode(value).decode()
+    if kind == "intorstring":
+        number = _fields(value, {1: _p("type", "int"), 2: _p("intVal", "int"), 3: _s("strVal")})
+        return number.get("strVal", "") if number.get("type") == 1 else number.get("intVal", 0)
     if kind == "quantity":
         return _fields(value, {1: _s("string")}).get("string", "0")
     if kind == "time":

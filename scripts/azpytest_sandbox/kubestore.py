@@ -1,9 +1,11 @@
-"""The objects of the sandbox's AKS API server: namespaces, configmaps and pods in memory.
+"""The objects of the sandbox's AKS API server, in memory: the core, apps, batch, rbac and
+policy kinds an AKS suite touches (the registry `KINDS`).
 
 The bookkeeping and refusals of a real API server: uid, resourceVersion, creationTimestamp,
 generateName, name validation (422), AlreadyExists (409), optimistic concurrency (409
-Conflict), label and field selectors, paging, merge and JSON patches, and what defaulting
-and the controllers add (a pod is Running at once; every namespace gets kube-root-ca.crt).
+Conflict), label and field selectors, paging, JSON, merge and strategic merge patches,
+server-side apply, owner-reference garbage collection, and what defaulting and the
+controllers add (a pod is Running at once; every namespace gets kube-root-ca.crt).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +46,12 @@ _SUBDOMAIN_MESSAGE = (
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # How many changes the store remembers for watches; older resourceVersions get 410 Expired.
 WATCH_HISTORY = 1000
-MERGE_PATCHES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+MERGE_PATCHES = (MERGE_PATCH, STRATEGIC_PATCH)
 JSON_PATCH = "application/json-patch+json"
+# Server-side apply (`kubectl apply --server-side`): create, or merge into, with a field manager.
+APPLY_PATCH = "application/apply-patch+yaml"
 
 
 # -------------------------------------------------------------------- errors
@@ -77,10 +84,18 @@ class KubeError(Exception):
         return body
 
 
-def _not_found(resource: str, name: str) -> KubeError:
-    return KubeError(
-        404, "NotFound", f'{resource} "{name}" not found', {"name": name, "kind": resource}
-    )
+def _not_found(resource: Resource, name: str) -> KubeError:
+    details = {"name": name, "kind": resource.name}
+    if resource.group:
+        details["group"] = resource.group
+    return KubeError(404, "NotFound", f'{resource.qualified} "{name}" not found', details)
+
+
+def _details(resource: Resource, name: str) -> dict[str, Any]:
+    details = {"name": name, "kind": resource.name}
+    if resource.group:
+        details["group"] = resource.group
+    return details
 
 
 def no_such_path() -> KubeError:
@@ -113,6 +128,11 @@ def _invalid(kind: str, name: str, causes: list[tuple[str, str, str]]) -> KubeEr
 # -------------------------------------------------------------------- resources
 
 
+# Names of RBAC objects are path segments: anything but "/" and "%" ("system:masters" is one).
+_SEGMENT = re.compile(r"[^/%]+")
+_SEGMENT_MESSAGE = "may not contain '/' or '%'"
+
+
 @dataclass(frozen=True)
 class Resource:
     name: str  # the plural, as in the URL
@@ -124,40 +144,111 @@ class Resource:
     name_message: str
     fields: tuple[str, ...]  # field selectors served besides metadata.name and .namespace
     categories: tuple[str, ...] = ()
+    group: str = ""  # "" is the core group, served under /api/v1
+    version: str = "v1"
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """How errors name the resource: `deployments.apps`, `pods`."""
+        return f"{self.name}.{self.group}" if self.group else self.name
 
 
-NAMESPACES = Resource(
-    "namespaces",
-    "namespace",
-    "Namespace",
-    False,
-    ("ns",),
-    _LABEL,
-    _LABEL_MESSAGE,
-    ("status.phase",),
+def _kind(
+    name: str,
+    kind: str,
+    short: tuple[str, ...] = (),
+    group: str = "",
+    namespaced: bool = True,
+    fields: tuple[str, ...] = (),
+    categories: tuple[str, ...] = (),
+    pattern: re.Pattern[str] = _SUBDOMAIN,
+) -> Resource:
+    message = {_LABEL: _LABEL_MESSAGE, _SUBDOMAIN: _SUBDOMAIN_MESSAGE}.get(
+        pattern, _SEGMENT_MESSAGE
+    )
+    return Resource(
+        name, kind.lower(), kind, namespaced, short, pattern, message, fields, categories, group
+    )
+
+
+NAMESPACES = _kind(
+    "namespaces", "Namespace", ("ns",), namespaced=False, fields=("status.phase",), pattern=_LABEL
 )
-CONFIGMAPS = Resource(
-    "configmaps", "configmap", "ConfigMap", True, ("cm",), _SUBDOMAIN, _SUBDOMAIN_MESSAGE, ()
-)
-PODS = Resource(
+CONFIGMAPS = _kind("configmaps", "ConfigMap", ("cm",))
+PODS = _kind(
     "pods",
-    "pod",
     "Pod",
-    True,
     ("po",),
-    _SUBDOMAIN,
-    _SUBDOMAIN_MESSAGE,
-    (
+    fields=(
         "spec.nodeName",
         "spec.restartPolicy",
         "spec.serviceAccountName",
         "status.phase",
         "status.podIP",
     ),
-    ("all",),
+    categories=("all",),
 )
-RESOURCES = {r.name: r for r in (NAMESPACES, CONFIGMAPS, PODS)}
-VERBS = ["create", "delete", "get", "list", "patch", "update"]
+SECRETS = _kind("secrets", "Secret", fields=("type",))
+SERVICES = _kind("services", "Service", ("svc",), categories=("all",), pattern=_LABEL)
+SERVICE_ACCOUNTS = _kind("serviceaccounts", "ServiceAccount", ("sa",))
+EVENTS = _kind(
+    "events",
+    "Event",
+    ("ev",),
+    fields=(
+        "involvedObject.kind",
+        "involvedObject.name",
+        "involvedObject.namespace",
+        "involvedObject.uid",
+        "reason",
+        "type",
+        "source",
+    ),
+)
+NODES = _kind("nodes", "Node", ("no",), namespaced=False, fields=("spec.unschedulable",))
+DEPLOYMENTS = _kind("deployments", "Deployment", ("deploy",), "apps", categories=("all",))
+REPLICASETS = _kind("replicasets", "ReplicaSet", ("rs",), "apps", categories=("all",))
+JOBS = _kind("jobs", "Job", (), "batch", fields=("status.successful",), categories=("all",))
+_RBAC = "rbac.authorization.k8s.io"
+ROLES = _kind("roles", "Role", (), _RBAC, pattern=_SEGMENT)
+ROLE_BINDINGS = _kind("rolebindings", "RoleBinding", (), _RBAC, pattern=_SEGMENT)
+CLUSTER_ROLES = _kind("clusterroles", "ClusterRole", (), _RBAC, False, pattern=_SEGMENT)
+CLUSTER_ROLE_BINDINGS = _kind(
+    "clusterrolebindings", "ClusterRoleBinding", (), _RBAC, False, pattern=_SEGMENT
+)
+PDBS = _kind("poddisruptionbudgets", "PodDisruptionBudget", ("pdb",), "policy")
+KINDS = (
+    NAMESPACES,
+    CONFIGMAPS,
+    PODS,
+    SECRETS,
+    SERVICES,
+    SERVICE_ACCOUNTS,
+    EVENTS,
+    NODES,
+    DEPLOYMENTS,
+    REPLICASETS,
+    JOBS,
+    ROLES,
+    ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    CLUSTER_ROLE_BINDINGS,
+    PDBS,
+)
+# Every plural is unique across the groups served, so the plural alone keys a resource.
+RESOURCES = {r.name: r for r in KINDS}
+# group -> version -> resources; the core group is "".
+GROUPS: dict[str, dict[str, list[Resource]]] = {}
+for _resource in KINDS:
+    GROUPS.setdefault(_resource.group, {}).setdefault(_resource.version, []).append(_resource)
+VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+# Kinds whose spec changes bump metadata.generation (and whose controllers report
+# status.observedGeneration).
+_GENERATED = frozenset({"deployments", "replicasets", "jobs", "poddisruptionbudgets"})
 
 
 def now() -> dt.datetime:
@@ -274,6 +365,49 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+def strategic_merge(target: Any, patch: Any) -> Any:
+    """A strategic merge patch, as `kubectl apply` and `kubectl patch` send by default.
+
+    Like a merge patch, except that lists of named objects (containers, env, volumes, ports
+    with a name) merge item by item on `name`, an item `{"$patch": "delete", "name": n}`
+    removes one, and the other `$` directives (`$setElementOrder/…`, `$retainKeys`) are read
+    as no-ops. Other lists are replaced, as the real merge does for lists without a merge key.
+    """
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if key.startswith("$"):
+            continue
+        current = result.get(key)
+        if value is None:
+            result.pop(key, None)
+        elif (
+            isinstance(value, list)
+            and _named(value)
+            and isinstance(current, list)
+            and (_named(current))
+        ):
+            merged = [copy.deepcopy(item) for item in current]
+            for item in value:
+                at = next((i for i, old in enumerate(merged) if old["name"] == item["name"]), None)
+                if item.get("$patch") == "delete":
+                    if at is not None:
+                        merged.pop(at)
+                elif at is None:
+                    merged.append(strategic_merge({}, item))
+                else:
+                    merged[at] = strategic_merge(merged[at], item)
+            result[key] = merged
+        else:
+            result[key] = strategic_merge(current, value)
+    return result
+
+
+def _named(items: list[Any]) -> bool:
+    return bool(items) and all(isinstance(i, dict) and "name" in i for i in items)
+
+
 def json_patch(target: Any, operations: Any) -> Any:
     """RFC 6902 JSON patch: add, remove, replace, move, copy, test."""
     if not isinstance(operations, list):
@@ -349,13 +483,20 @@ def json_patch(target: Any, operations: Any) -> Any:
 
 
 class ObjectStore:
-    """Namespaces, configmaps and pods in memory, with Kubernetes' bookkeeping and errors.
+    """The objects of every kind in memory, with Kubernetes' bookkeeping and errors.
 
     Every method takes the lock for its whole read-check-write, so concurrent clients see
     the conflicts and the resourceVersions a real API server would give them.
     """
 
     def __init__(self, root_ca_pem: str) -> None:
+        # Called (under the lock) after each create or update of an object's spec: the
+        # simulated controllers (see kubecontrol) act on write, so a client sees the result
+        # of its write at once and watches deliver every step.
+        self.on_write: Callable[[Resource, dict[str, Any]], None] | None = None
+        # The nodes new pods are placed on, in turn: (name, internal IP).
+        self.nodes: list[tuple[str, str]] = [(NODE_NAME, "10.224.0.4")]
+        self._placed = 0
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         # Recent changes for watches: (resourceVersion, event type, resource, object).
@@ -385,7 +526,7 @@ class ObjectStore:
         with self._lock:
             found = self._objects[resource.name].get((namespace, name))
             if found is None:
-                raise _not_found(resource.name, name)
+                raise _not_found(resource, name)
             return copy.deepcopy(found)
 
     def select(
@@ -476,14 +617,14 @@ class ObjectStore:
         _validate(resource, obj)
         with self._lock:
             if resource.namespaced and ("", namespace) not in self._objects[NAMESPACES.name]:
-                raise _not_found(NAMESPACES.name, namespace)
+                raise _not_found(NAMESPACES, namespace)
             key = (namespace if resource.namespaced else "", name)
             if key in self._objects[resource.name]:
                 raise KubeError(
                     409,
                     "AlreadyExists",
-                    f'{resource.name} "{name}" already exists',
-                    {"name": name, "kind": resource.name},
+                    f'{resource.qualified} "{name}" already exists',
+                    _details(resource, name),
                 )
             meta["uid"] = str(uuid.uuid4())
             meta["resourceVersion"] = self._next_version()
@@ -492,10 +633,16 @@ class ObjectStore:
             meta.pop("selfLink", None)
             # A new object's status is the server's to set, whatever the client sent.
             obj.pop("status", None)
-            _defaults(resource, obj)
+            if resource.name in _GENERATED:
+                meta["generation"] = 1
+            if resource is PODS:
+                obj.setdefault("spec", {}).setdefault("nodeName", self._place())
+            _defaults(resource, obj, self.nodes)
             if not dry_run:
                 self._objects[resource.name][key] = obj
                 self._record("ADDED", resource, obj)
+                if self.on_write is not None:
+                    self.on_write(resource, copy.deepcopy(obj))
                 if resource is NAMESPACES:
                     # The root-ca-cert-publisher puts this configmap into every namespace.
                     self.create(
@@ -534,8 +681,80 @@ class ObjectStore:
             else:
                 if not isinstance(patch, dict):
                     raise bad_request("the body of a merge patch must be a JSON object")
-                patched = merge_patch(current, patch)
+                merge = strategic_merge if content_type == STRATEGIC_PATCH else merge_patch
+                patched = merge(current, patch)
             return self._replace(resource, namespace, name, _object_of(resource, patched))
+
+    def apply(
+        self, resource: Resource, namespace: str, name: str, body: Any, manager: str
+    ) -> tuple[dict[str, Any], bool]:
+        """Server-side apply: the object created from `body`, or `body` merged into it.
+
+        Returns the object and whether it was created. Field ownership is recorded (one
+        managedFields entry per manager) but not enforced: there are no apply conflicts.
+        """
+        if not manager:
+            raise bad_request(
+                "PATCH, application/apply-patch+yaml requests require fieldManager to be set"
+            )
+        applied = _object_of(resource, body)
+        if applied["metadata"].get("name", name) != name:
+            raise bad_request(
+                f"the name of the object ({applied['metadata']['name']}) does not match the "
+                f"name on the URL ({name})"
+            )
+        entry = {
+            "manager": manager,
+            "operation": "Apply",
+            "apiVersion": resource.api_version,
+            "time": _stamp(now()),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": _fields_of(applied),
+        }
+        with self._lock:
+            key = (namespace if resource.namespaced else "", name)
+            if key not in self._objects[resource.name]:
+                applied["metadata"]["name"] = name
+                applied["metadata"]["managedFields"] = [entry]
+                return self.create(resource, namespace, applied), True
+            current = self.get(resource, namespace, name)
+            merged = strategic_merge(current, applied)
+            others = [
+                m
+                for m in current["metadata"].get("managedFields") or []
+                if not (m.get("manager") == manager and m.get("operation") == "Apply")
+            ]
+            merged["metadata"]["managedFields"] = [*others, entry]
+            merged["metadata"].pop("resourceVersion", None)
+            return self._replace(resource, namespace, name, merged), False
+
+    def set_status(
+        self, resource: Resource, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What a controller writes to the status subresource (no controller is woken)."""
+        with self._lock:
+            key = (namespace if resource.namespaced else "", name)
+            obj = self._objects[resource.name].get(key)
+            if obj is None:
+                raise _not_found(resource, name)
+            obj["status"] = copy.deepcopy(status)
+            obj["metadata"]["resourceVersion"] = self._next_version()
+            self._record("MODIFIED", resource, obj)
+            return copy.deepcopy(obj)
+
+    def owned_by(self, resource: Resource, namespace: str, uid: str) -> list[dict[str, Any]]:
+        """The objects of `resource` in `namespace` whose controller is the object `uid`."""
+        with self._lock:
+            return [
+                copy.deepcopy(obj)
+                for (ns, _), obj in sorted(self._objects[resource.name].items())
+                if ns == namespace
+                and any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or [])
+            ]
+
+    def _place(self) -> str:
+        self._placed += 1
+        return self.nodes[(self._placed - 1) % len(self.nodes)][0]
 
     def _replace(
         self, resource: Resource, namespace: str, name: str, obj: dict[str, Any]
@@ -554,15 +773,16 @@ class ObjectStore:
         key = (namespace if resource.namespaced else "", name)
         current = self._objects[resource.name].get(key)
         if current is None:
-            raise _not_found(resource.name, name)
+            raise _not_found(resource, name)
         wanted = meta.get("resourceVersion")
         if wanted and wanted != current["metadata"]["resourceVersion"]:
             raise KubeError(
                 409,
                 "Conflict",
-                f'Operation cannot be fulfilled on {resource.name} "{name}": the object has '
-                "been modified; please apply your changes to the latest version and try again",
-                {"name": name, "kind": resource.name},
+                f'Operation cannot be fulfilled on {resource.qualified} "{name}": the object '
+                "has been modified; please apply your changes to the latest version and try "
+                "again",
+                _details(resource, name),
             )
         if resource is CONFIGMAPS and current.get("immutable") is True:
             for field in ("data", "binaryData"):
@@ -586,11 +806,19 @@ class ObjectStore:
         if "status" in current:
             # status is a subresource: a write to the object itself leaves it alone.
             obj["status"] = copy.deepcopy(current["status"])
+        if resource.name in _GENERATED:
+            generation = int(current["metadata"].get("generation", 1))
+            changed = obj.get("spec") != current.get("spec")
+            meta["generation"] = generation + 1 if changed else generation
+        if resource is PODS:
+            obj.setdefault("spec", {}).setdefault("nodeName", current["spec"].get("nodeName"))
         _validate(resource, obj)
-        _defaults(resource, obj)
+        _defaults(resource, obj, self.nodes)
         meta["resourceVersion"] = self._next_version()
         self._objects[resource.name][key] = obj
         self._record("MODIFIED", resource, obj)
+        if self.on_write is not None and obj.get("spec") != current.get("spec"):
+            self.on_write(resource, copy.deepcopy(obj))
         return copy.deepcopy(obj)
 
     def delete(
@@ -601,7 +829,7 @@ class ObjectStore:
         with self._lock:
             current = self._objects[resource.name].get(key)
             if current is None:
-                raise _not_found(resource.name, name)
+                raise _not_found(resource, name)
             if resource is NAMESPACES and name in PROTECTED_NAMESPACES:
                 raise KubeError(
                     403,
@@ -613,6 +841,7 @@ class ObjectStore:
             if dry_run:
                 return gone
             del self._objects[resource.name][key]
+            self._collect_garbage(current["metadata"]["uid"])
             if resource is NAMESPACES:
                 for owned_resource in RESOURCES.values():
                     objects = self._objects[owned_resource.name]
@@ -622,13 +851,13 @@ class ObjectStore:
                         self._record("DELETED", owned_resource, removed)
             gone["metadata"]["resourceVersion"] = self._next_version()
             self._record("DELETED", resource, gone)
-        if resource is CONFIGMAPS:
+        if resource not in (NAMESPACES, PODS):
             return {
                 "kind": "Status",
                 "apiVersion": "v1",
                 "metadata": {},
                 "status": "Success",
-                "details": {"name": name, "kind": resource.name, "uid": gone["metadata"]["uid"]},
+                "details": {**_details(resource, name), "uid": gone["metadata"]["uid"]},
             }
         # Namespaces and pods come back as they are at the start of their (here instant) end.
         gone["metadata"]["deletionTimestamp"] = _stamp(now())
@@ -637,6 +866,18 @@ class ObjectStore:
         else:
             gone["metadata"]["deletionGracePeriodSeconds"] = 30
         return gone
+
+    def _collect_garbage(self, uid: str) -> None:
+        """Delete, in the background as the garbage collector does, what `uid` owned."""
+        for resource in KINDS:
+            objects = self._objects[resource.name]
+            for key, obj in list(objects.items()):
+                owners = obj["metadata"].get("ownerReferences") or []
+                if any(o.get("uid") == uid for o in owners):
+                    removed = objects.pop(key)
+                    removed["metadata"]["resourceVersion"] = self._next_version()
+                    self._record("DELETED", resource, removed)
+                    self._collect_garbage(removed["metadata"]["uid"])
 
     # ---------------------------------------------------------------- watches
 
@@ -731,7 +972,7 @@ def _bookmark(resource: Resource, version: str, initial_end: bool = False) -> di
         meta["annotations"] = {"k8s.io/initial-events-end": "true"}
     return {
         "type": "BOOKMARK",
-        "object": {"kind": resource.kind, "apiVersion": "v1", "metadata": meta},
+        "object": {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": meta},
     }
 
 
@@ -740,13 +981,15 @@ def _object_of(resource: Resource, body: Any) -> dict[str, Any]:
         raise bad_request(f"the body of the request must be a {resource.kind} object")
     obj = copy.deepcopy(body)
     kind, version = obj.get("kind"), obj.get("apiVersion")
-    if kind not in (None, "", resource.kind) or version not in (None, "", "v1"):
+    expected = resource.api_version
+    if kind not in (None, "", resource.kind) or version not in (None, "", expected):
         raise bad_request(
-            f"the API version in the data ({version}) does not match the expected API version (v1)"
-            if version not in (None, "", "v1")
+            f"the API version in the data ({version}) does not match the expected API version "
+            f"({expected})"
+            if version not in (None, "", expected)
             else f"the kind in the data ({kind}) does not match the expected kind ({resource.kind})"
         )
-    obj["kind"], obj["apiVersion"] = resource.kind, "v1"
+    obj["kind"], obj["apiVersion"] = resource.kind, expected
     meta = obj.setdefault("metadata", {})
     if not isinstance(meta, dict):
         raise bad_request("metadata must be an object")
@@ -797,11 +1040,43 @@ def _validate(resource: Resource, obj: dict[str, Any]) -> None:
                     )
                 if not container.get("image"):
                     causes.append((f"{where}.image", "FieldValueRequired", "Required value"))
+    if resource in (DEPLOYMENTS, REPLICASETS, JOBS):
+        spec = obj.get("spec")
+        spec = spec if isinstance(spec, dict) else {}
+        template = spec.get("template")
+        pod_spec = template.get("spec") if isinstance(template, dict) else None
+        containers = pod_spec.get("containers") if isinstance(pod_spec, dict) else None
+        if not isinstance(containers, list) or not containers:
+            causes.append(("spec.template.spec.containers", "FieldValueRequired", "Required value"))
+        if resource is not JOBS and not isinstance(spec.get("selector"), dict):
+            causes.append(("spec.selector", "FieldValueRequired", "Required value"))
     if causes:
         raise _invalid(resource.kind, name, causes)
 
 
-def _defaults(resource: Resource, obj: dict[str, Any]) -> None:
+def _fields_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """A FieldsV1 set naming the fields of `obj` (lists of named items keyed by name)."""
+
+    def walk(value: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if isinstance(value, dict):
+            for key, item in value.items():
+                out[f"f:{key}"] = walk(item)
+        elif isinstance(value, list) and _named(value):
+            for item in value:
+                out[f'k:{{"name":"{item["name"]}"}}'] = {".": {}, **walk(item)}
+        return out
+
+    fields = walk({k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "status")})
+    meta = fields.get("f:metadata", {})
+    for key in ("f:name", "f:namespace"):
+        meta.pop(key, None)
+    if not meta:
+        fields.pop("f:metadata", None)
+    return fields
+
+
+def _defaults(resource: Resource, obj: dict[str, Any], nodes: list[tuple[str, str]]) -> None:
     """What the API server's defaulting and the controllers add to a new object."""
     meta = obj["metadata"]
     if resource is NAMESPACES:
@@ -809,10 +1084,64 @@ def _defaults(resource: Resource, obj: dict[str, Any]) -> None:
         obj.setdefault("spec", {"finalizers": ["kubernetes"]})
         obj.setdefault("status", {"phase": "Active"})
     elif resource is PODS:
-        _pod_defaults(obj)
+        _pod_defaults(obj, dict(nodes))
+    elif resource in (DEPLOYMENTS, REPLICASETS):
+        spec = obj["spec"]
+        spec.setdefault("replicas", 1)
+        if resource is DEPLOYMENTS:
+            spec.setdefault(
+                "strategy",
+                {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
+                },
+            )
+            spec.setdefault("revisionHistoryLimit", 10)
+            spec.setdefault("progressDeadlineSeconds", 600)
+    elif resource is JOBS:
+        _job_defaults(obj)
+    elif resource is SECRETS:
+        obj.setdefault("type", "Opaque")
+    elif resource is SERVICES:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("type", "ClusterIP")
+        digest = hashlib.sha256(obj["metadata"]["uid"].encode()).digest()
+        spec.setdefault("clusterIP", f"10.0.{digest[0]}.{digest[1] % 250 + 2}")
+        spec.setdefault("clusterIPs", [spec["clusterIP"]])
+        spec.setdefault("sessionAffinity", "None")
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+        for port in spec.get("ports") or []:
+            if isinstance(port, dict):
+                port.setdefault("protocol", "TCP")
+                port.setdefault("targetPort", port.get("port"))
+        obj.setdefault("status", {"loadBalancer": {}})
 
 
-def _pod_defaults(pod: dict[str, Any]) -> None:
+def _job_defaults(job: dict[str, Any]) -> None:
+    meta, spec = job["metadata"], job["spec"]
+    uid, name = meta["uid"], meta["name"]
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("completions", 1)
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    spec.setdefault("manualSelector", False)
+    spec.setdefault("selector", {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}})
+    labels = spec["template"].setdefault("metadata", {}).setdefault("labels", {})
+    for key, value in (
+        ("batch.kubernetes.io/controller-uid", uid),
+        ("batch.kubernetes.io/job-name", name),
+        ("controller-uid", uid),
+        ("job-name", name),
+    ):
+        labels.setdefault(key, value)
+    spec["template"]["spec"].setdefault("restartPolicy", "Never")
+
+
+def _pod_defaults(pod: dict[str, Any], nodes: dict[str, str]) -> None:
     spec = pod["spec"]
     for container in spec["containers"]:
         image = str(container["image"])
@@ -827,6 +1156,7 @@ def _pod_defaults(pod: dict[str, Any]) -> None:
     spec.setdefault("serviceAccountName", "default")
     spec.setdefault("serviceAccount", spec["serviceAccountName"])
     spec.setdefault("nodeName", NODE_NAME)
+    host_ip = nodes.get(spec["nodeName"], "10.224.0.4")
     spec.setdefault("securityContext", {})
     spec.setdefault("schedulerName", "default-scheduler")
     spec.setdefault("priority", 0)
@@ -848,8 +1178,8 @@ def _pod_defaults(pod: dict[str, Any]) -> None:
                 "PodScheduled",
             )
         ],
-        "hostIP": "10.224.0.4",
-        "hostIPs": [{"ip": "10.224.0.4"}],
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
         "podIP": f"10.244.0.{int(digest[:4], 16) % 250 + 2}",
         "podIPs": [{"ip": f"10.244.0.{int(digest[:4], 16) % 250 + 2}"}],
         "startTime": started,
@@ -873,12 +1203,30 @@ def _pod_defaults(pod: dict[str, Any]) -> None:
 
 
 __all__ = [
+    "APPLY_PATCH",
+    "CLUSTER_ROLES",
+    "CLUSTER_ROLE_BINDINGS",
     "CONFIGMAPS",
+    "DEPLOYMENTS",
+    "EVENTS",
+    "GROUPS",
+    "JOBS",
     "JSON_PATCH",
+    "KINDS",
+    "MERGE_PATCH",
     "MERGE_PATCHES",
     "NAMESPACES",
+    "NODES",
+    "PDBS",
     "PODS",
+    "REPLICASETS",
     "RESOURCES",
+    "ROLES",
+    "ROLE_BINDINGS",
+    "SECRETS",
+    "SERVICES",
+    "SERVICE_ACCOUNTS",
+    "STRATEGIC_PATCH",
     "VERBS",
     "KubeError",
     "ObjectStore",
@@ -891,4 +1239,5 @@ __all__ = [
     "now",
     "parse_label_selector",
     "parse_stamp",
+    "strategic_merge",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import enum
 import fnmatch
 import ipaddress
 import re
@@ -177,12 +178,50 @@ class Vault:
     grants: list[Grant]
 
 
+class KubeAccess(enum.Enum):
+    """What a principal may do inside a cluster (Azure RBAC for Kubernetes, simplified)."""
+
+    NONE = "none"
+    USER = "user"  # read everything, write namespaced objects and namespaces
+    ADMIN = "admin"  # also write cluster-scoped objects: nodes, cluster roles, their bindings
+
+
+# Roles over a cluster (or a scope above it) that open its API server to a principal: the
+# roles that let it fetch the cluster user's kubeconfig, and the AKS RBAC data-plane roles.
+KUBE_USER_ROLES = frozenset(
+    {
+        "azure kubernetes service cluster user role",
+        "azure kubernetes service cluster admin role",
+        "azure kubernetes service rbac reader",
+        "azure kubernetes service rbac writer",
+        "azure kubernetes service rbac admin",
+        "contributor",
+        "owner",
+    }
+)
+KUBE_ADMIN_ROLES = frozenset({"azure kubernetes service rbac cluster admin"})
+
+
 @dataclass
 class Cluster:
     name: str
     entra: bool
     kubernetes_version: str
     location: str
+    node_count: int = 2
+    # Lower-case principal (app name, client id or object id) -> lower-case roles it holds
+    # over this cluster; filled from the subscription's grants.
+    roles: dict[str, set[str]] = field(default_factory=dict)
+
+    def access_of(self, *principal: str) -> KubeAccess:
+        held: set[str] = set()
+        for name in principal:
+            held |= self.roles.get(name.lower(), set())
+        if held & KUBE_ADMIN_ROLES:
+            return KubeAccess.ADMIN
+        if held & KUBE_USER_ROLES:
+            return KubeAccess.USER
+        return KubeAccess.NONE
 
 
 @dataclass
@@ -713,12 +752,16 @@ def _subscription(data: Any, where: str, tenant_of: Any) -> Subscription:
         for j, c in enumerate(_list(gobj, "clusters", gw + ".")):
             cw = f"{gw}.clusters[{j}]"
             cobj = _map(c, cw)
-            _no_unknown(cobj, {"name", "entra", "kubernetes_version", "location"}, cw)
+            _no_unknown(cobj, {"name", "entra", "kubernetes_version", "location", "node_count"}, cw)
+            nodes = cobj.get("node_count", 2)
+            if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= 100:
+                raise ScenarioError(f"{cw}.node_count: expected a whole number from 1 to 100")
             cluster = Cluster(
                 name=_str(cobj, "name", cw),
                 entra=_bool(cobj, "entra", cw, True),
                 kubernetes_version=_str(cobj, "kubernetes_version", cw, "1.32.4"),
                 location=_str(cobj, "location", cw, location),
+                node_count=nodes,
             )
             clusters[cluster.name.lower()] = cluster
         group = ResourceGroup(name=_str(gobj, "name", gw), location=location, clusters=clusters)
@@ -736,6 +779,15 @@ def _subscription(data: Any, where: str, tenant_of: Any) -> Subscription:
                 scope=scope.rstrip("/").lower(),
             )
         )
+    for group in groups.values():
+        for cluster in group.clusters.values():
+            scope = (
+                f"/subscriptions/{sid}/resourcegroups/{group.name}/providers/"
+                f"microsoft.containerservice/managedclusters/{cluster.name}"
+            ).lower()
+            for grant in grants:
+                if scope == grant.scope or scope.startswith(grant.scope + "/"):
+                    cluster.roles.setdefault(grant.principal.lower(), set()).add(grant.role.lower())
     return Subscription(
         id=sid,
         name=_str(obj, "name", where, sid),

@@ -413,7 +413,10 @@ def test_client_discovery(aks: Sandbox, core: k8s.CoreV1Api, ca_file: Path, aks_
     )
     assert version.platform == "linux/amd64"
     resources = {r.name: r for r in core.get_api_resources().resources}
-    assert set(resources) == {"namespaces", "configmaps", "pods", "pods/log"}
+    assert set(resources) == {
+        "namespaces", "configmaps", "pods", "pods/log", "secrets", "services",
+        "serviceaccounts", "events", "nodes",
+    }  # fmt: skip
     assert resources["configmaps"].short_names == ["cm"]
     assert resources["namespaces"].namespaced is False
 
@@ -614,6 +617,29 @@ def test_client_without_a_token_gets_401(aks: Sandbox, ca_file: Path) -> None:
         "reason": "Unauthorized",
         "code": 401,
     }
+
+
+def test_principal_without_a_role_over_the_cluster_gets_aks_403(
+    aks: Sandbox, ca_file: Path
+) -> None:
+    # Its Entra token for the AKS server app is valid; Azure RBAC gives it nothing.
+    api = core_api(server(aks), ca_file, token(aks, AKS_SCOPE, LONER_CLIENT_ID))
+    with pytest.raises(ApiException) as refused:
+        api.list_namespaced_pod("default")
+    assert refused.value.status == 403
+    assert json.loads(body_of(refused.value)) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": f'pods is forbidden: User "{LONER_OBJECT_ID}" cannot list resource "pods" '
+        'in API group "" in the namespace "default": User does not have access to the '
+        "resource in Azure. Update role assignment to allow access.",
+        "reason": "Forbidden",
+        "details": {"kind": "pods"},
+        "code": 403,
+    }
+    assert aks.log.select(service="kube")[-1].who == LONER_CLIENT_ID
 
 
 def test_client_with_an_arm_token_gets_401(aks: Sandbox, ca_file: Path) -> None:
