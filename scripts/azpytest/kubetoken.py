@@ -338,8 +338,10 @@ def answer(
         if held is None:
             return False
         got = held.token, held.expires_on
+        # A cached token may have been fetched under kubectl, where nothing could mask it.
+        seen(held.token)
+    # (The broker masked its token in the job log when Entra ID issued it.)
     token, expires_on = got
-    seen(token)
     print_credential(api_version, token, expires_on)
     return True
 
