@@ -9,7 +9,6 @@ the would-be environment is kept in memory for the caller to hand on.
 from __future__ import annotations
 
 import contextlib
-import secrets
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -181,6 +180,8 @@ class Workflow:
 
 
 def _append_heredoc(path: Path, name: str, value: str) -> None:
+    import secrets  # (hmac and hashlib: 4 ms of every command's start, for outputs only)
+
     delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
     while delimiter in value:  # 128 random bits: practically never
         delimiter = f"ghadelimiter_{secrets.token_hex(16)}"

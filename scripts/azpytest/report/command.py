@@ -29,7 +29,6 @@ from azpytest.github import Workflow
 from azpytest.inputs import InputError, flag_of, from_environment, non_negative_int
 from azpytest.masking import Scrubber, scrub_shapes
 from azpytest.report.junit import EMPTY_SHARD, NOTHING_TO_RERUN
-from azpytest.report.merge import write_merged
 from azpytest.report.model import Reader, Report, display_names
 from azpytest.report.summary import (
     SUMMARY_LIMIT,
@@ -164,6 +163,10 @@ def _report(args: argparse.Namespace, environ: Mapping[str, str], workflow: Work
     report = reader.report()
 
     if merge is not None:
+        # Imported here: the writer's xml.sax.saxutils pulls in urllib.request, http.client and
+        # email (17 ms, a sixth of the report's start-up) for runs that merge nothing.
+        from azpytest.report.merge import write_merged
+
         try:
             write_merged(
                 report.shards,

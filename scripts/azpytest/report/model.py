@@ -9,7 +9,6 @@ lines and the traceback, trimmed; every value `prepare` masked replaced by `***`
 from __future__ import annotations
 
 import heapq
-import itertools
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -154,10 +153,29 @@ class Report:
         return named, len(unique) + self.failed_past_cap
 
 
-def _forget_oldest(recent: dict[tuple[str, str], Failure | None]) -> None:
-    """Keep the last TEARDOWN_WINDOW of `recent` (insertion order), dropping the rest."""
-    for key in list(itertools.islice(recent, len(recent) - TEARDOWN_WINDOW)):
-        del recent[key]
+class _Recent:
+    """The failed tests of a file, by (classname, name), to tell a test's teardown error from
+    another error: at least the last TEARDOWN_WINDOW of them. Two generations: when the new one
+    fills, the old one is dropped whole (no per-test deletes on the hot path)."""
+
+    __slots__ = ("new", "old")
+
+    def __init__(self) -> None:
+        self.new: dict[tuple[str, str], Failure | None] = {}
+        self.old: dict[tuple[str, str], Failure | None] = {}
+
+    def rotate(self) -> None:
+        """Called when `new` (filled by the reader itself: a method call per failed test is
+        2 % of a report of a million failures) holds TEARDOWN_WINDOW tests."""
+        self.old, self.new = self.new, {}
+
+    def find(self, key: tuple[str, str]) -> tuple[bool, Failure | None]:
+        """Whether the test failed recently, and its kept record (None when not kept)."""
+        if key in self.new:
+            return True, self.new[key]
+        if key in self.old:
+            return True, self.old[key]
+        return False, None
 
 
 def display_names(paths: list[Path], root: Path) -> list[str]:
@@ -216,7 +234,7 @@ class Reader:
         counts = shard.counts
         # Per file: pytest writes a call failure and a teardown error of one test as two
         # <testcase> elements with the same name, not always next to each other (xdist).
-        recent: dict[tuple[str, str], Failure | None] = {}
+        recent = _Recent()
         # Each suite's totals are the difference of these running sums between its start and
         # its end: O(1) per test case, however deep the suites nest.
         cases = failures = errors = skipped = 0
@@ -277,7 +295,7 @@ class Reader:
         element: ET.Element,
         seconds: float,
         counts: Counts,
-        failed_here: dict[tuple[str, str], Failure | None],
+        failed_here: _Recent,
     ) -> str:
         """Count a test case that has children (a failure, a skip, captured output); its
         outcome."""
@@ -309,12 +327,13 @@ class Reader:
                 self._time(seconds, element, outcome)
             return outcome
         key = (element.get("classname", ""), element.get("name", ""))
-        if failure is None and error is not None and key in failed_here:
-            # The teardown error of a test whose call failed: one test, failed; note it.
-            kept = failed_here.get(key)
-            if kept is not None:
-                kept.notes.append(_first_line(error.get("message") or error.text or "error"))
-            return "teardown-error"
+        if failure is None and error is not None:
+            failed, kept = failed_here.find(key)
+            if failed:
+                # The teardown error of a test whose call failed: one test, failed; note it.
+                if kept is not None:
+                    kept.notes.append(_first_line(error.get("message") or error.text or "error"))
+                return "teardown-error"
         outcome = "failed" if failure is not None else "error"
         if failure is not None:
             counts.failed += 1
@@ -341,9 +360,10 @@ class Reader:
             if seconds > self._slow_floor:
                 self._time(seconds, element, outcome)
         if outcome == "failed":
-            failed_here[key] = record
-            if len(failed_here) >= 2 * TEARDOWN_WINDOW:
-                _forget_oldest(failed_here)  # at least the last TEARDOWN_WINDOW stay
+            recent = failed_here.new
+            recent[key] = record
+            if len(recent) >= TEARDOWN_WINDOW:
+                failed_here.rotate()
         return outcome
 
     def _node_id(self, element: ET.Element) -> str:
