@@ -3,7 +3,8 @@ restored environment; then the first azpytest command in a fresh environment aga
 one (issue 17, parts 1 and 6). Runs are interleaved; min / median of RUNS each.
 
 - cold: an empty tool cache and an empty uv cache (a hosted runner's first job without the
-  Actions cache): uv bootstrapped with pip, every wheel fetched from the package index.
+  Actions cache): uv from its locked wheel (`pip download`, no venv), every wheel fetched
+  from the package index.
 - uv warm: uv in the tool cache and uv's cache warm (a self-hosted runner, a new key).
 - restored: the environment untarred where the Actions cache restores it (a hosted runner's
   cache hit; the tar stands in for the cache's download), then setup.

@@ -14,8 +14,9 @@
 # prints the key and the folder to GITHUB_OUTPUT for its cache steps). Building takes a lock
 # per key: jobs of a matrix on one machine build it once.
 #
-# uv itself is bootstrapped with pip from requirements/uv.txt (hash-locked) once per runner
-# and kept in the tool cache ($RUNNER_TOOL_CACHE/azpytest-uv/<version>/<arch>/uv).
+# uv itself comes from requirements/uv.txt (hash-locked) once per runner: the wheel fetched by
+# the runner's pip (`pip download`, no venv; a venv with pip where the Python has none) and
+# its binary kept in the tool cache ($RUNNER_TOOL_CACHE/azpytest-uv/<version>/<arch>/uv).
 set -euo pipefail
 started=$(date +%s.%N 2>/dev/null || date +%s)
 mode=${1:-}
@@ -134,13 +135,38 @@ build() {
       # Jobs of a matrix may bootstrap at once on one machine: each in its own folder, and
       # the binary moved into place with one rename.
       bootstrap=$(mktemp -d "$uv_dir/bootstrap.XXXXXX")
-      "$python" -m venv "$bootstrap"
-      "$bootstrap/bin/python" -m pip install --quiet --disable-pip-version-check \
-        --require-hashes --only-binary :all: -r "$action_path/requirements/uv.txt"
-      cp "$bootstrap/bin/uv" "$uv.$$"
-      mv -f "$uv.$$" "$uv"
+      # The locked wheel, fetched by the runner's own pip (its index, proxy and CA settings)
+      # and checked against the lock's hashes; uv's binary is taken out of it. No venv: that
+      # was 5-8 s of a cold setup. A Python without pip makes a venv to get one.
+      if said=$("$python" -m pip download --quiet --disable-pip-version-check --no-deps \
+        --require-hashes --only-binary :all: -r "$action_path/requirements/uv.txt" \
+        -d "$bootstrap/wheel" 2>&1) &&
+        "$python" - "$bootstrap/wheel" "$bootstrap/uv" <<'PY'; then
+import pathlib
+import shutil
+import sys
+import zipfile
+
+[wheel] = pathlib.Path(sys.argv[1]).glob("uv-*.whl")
+with zipfile.ZipFile(wheel) as archive:
+    [name] = [n for n in archive.namelist() if n.endswith(".data/scripts/uv")]
+    with archive.open(name) as binary, open(sys.argv[2], "wb") as out:
+        shutil.copyfileobj(binary, out)
+pathlib.Path(sys.argv[2]).chmod(0o755)
+PY
+        uv_from="the locked wheel (pip download, no venv), kept in $uv_dir"
+      else
+        if "$python" -m pip --version >/dev/null 2>&1; then
+          echo "azpytest: pip download of the locked uv wheel failed ($(printf '%s\n' "$said" | grep -v '^ *$' | tail -n 1 | cut -c1-300)); installing it in a venv instead"
+        fi
+        "$python" -m venv "$bootstrap/venv"
+        "$bootstrap/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+          --require-hashes --only-binary :all: -r "$action_path/requirements/uv.txt"
+        cp "$bootstrap/venv/bin/uv" "$bootstrap/uv"
+        uv_from="pip in a venv, kept in $uv_dir"
+      fi
+      mv -f "$bootstrap/uv" "$uv"
       rm -rf "$bootstrap"
-      uv_from="pip, kept in $uv_dir"
       ;;
   esac
 

@@ -328,3 +328,42 @@ def test_two_jobs_setting_up_at_once_build_one_environment(runner: Runner) -> No
         (runner.temp / f"output-{n}").read_text().split("python=")[1].split()[0] for n in range(2)
     }
     assert len(pythons) == 1
+
+
+def _fresh_runner(base: Path, job_bin: Path) -> Runner:
+    """A runner whose tool cache is empty (no uv, no environment): a hosted runner's first
+    job without the Actions cache."""
+    (base / "temp").mkdir(parents=True)
+    return Runner(base / "temp", base / "tools", job_bin, base / "unused-site")
+
+
+def test_uv_is_taken_from_its_locked_wheel_without_a_venv(tmp_path: Path) -> None:
+    """Issue 17, part 1: a cold setup takes uv from its hash-locked wheel, fetched by the
+    runner's own pip; no venv is made for it."""
+    python3 = shutil.which("python3")
+    assert python3 is not None
+    has_pip = subprocess.run([python3, "-m", "pip", "--version"], capture_output=True)
+    assert has_pip.returncode == 0, "this machine's python3 has pip (make bootstrap uses it)"
+    made = _fresh_runner(tmp_path, Path(python3).parent)
+    done = made.setup()
+    assert done.returncode == 0, done.stdout + done.stderr
+    uv_dir = made.tools / "azpytest-uv" / _uv_version() / platform.machine()
+    assert done.stdout.endswith(
+        f"; uv {_uv_version()} from the locked wheel (pip download, no venv), kept in {uv_dir})\n"
+    ), done.stdout
+    assert sorted(p.name for p in uv_dir.iterdir()) == ["uv"]  # the bootstrap folder is gone
+    ran = subprocess.run([str(uv_dir / "uv"), "--version"], capture_output=True, text=True)
+    assert ran.stdout.split()[:2] == ["uv", _uv_version()]
+
+
+def test_a_python_without_pip_gets_uv_through_a_venv(tmp_path: Path) -> None:
+    job = tmp_path / "job-python"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(job)], check=True)
+    made = _fresh_runner(tmp_path / "runner", job / "bin")
+    done = made.setup()
+    assert done.returncode == 0, done.stdout + done.stderr
+    uv_dir = made.tools / "azpytest-uv" / _uv_version() / platform.machine()
+    # No pip to download with: said by the line, not as a failure.
+    [line] = done.stdout.splitlines()
+    assert line.endswith(f"; uv {_uv_version()} from pip in a venv, kept in {uv_dir})"), line
+    assert sorted(p.name for p in uv_dir.iterdir()) == ["uv"]
