@@ -29,13 +29,34 @@ case "${RUNNER_OS:-Linux}" in
     ;;
 esac
 
+# An input's value as an error line shows it: one line (control characters as `?`), at most
+# 60 characters, `%` escaped (the runner decodes %0A in a workflow command's message).
+shown() {
+  local value
+  value=$(printf '%s' "$1" | LC_ALL=C tr -c '[:print:]' '?' | cut -c1-61)
+  if [ ${#value} -gt 60 ]; then value="${value:0:60}…"; fi
+  printf '%s' "${value//%/%25}"
+}
+
+# Inputs, without the spaces around them (as the Python steps take theirs).
+trimmed() {
+  local value=$1
+  value="${value#"${value%%[![:space:]]*}"}"
+  printf '%s' "${value%"${value##*[![:space:]]}"}"
+}
+
 python=python3
-if [ -n "${AZPYTEST_PYTHON_VERSION:-}" ]; then
-  python="python${AZPYTEST_PYTHON_VERSION}"
+python_version=$(trimmed "${AZPYTEST_PYTHON_VERSION:-}")
+if [ -n "$python_version" ]; then
+  if ! [[ "$python_version" =~ ^3(\.[0-9]{1,3})?$ ]]; then
+    echo "::error title=azpytest: bad input::python-version: '$(shown "$AZPYTEST_PYTHON_VERSION")' is not a Python version like 3.12. Write python-version: '3.12' (a python3.12 on PATH, as actions/setup-python puts it) or leave it empty to use python3."
+    exit 2
+  fi
+  python="python${python_version}"
 fi
 if ! command -v "$python" >/dev/null 2>&1; then
-  echo "::error title=azpytest: no ${python}::${python} is not on the runner's PATH. Install it first (actions/setup-python) or leave python-version empty to use python3."
-  exit 1
+  echo "::error title=azpytest: bad input::python-version: ${python} is not on the runner's PATH. Install it first (actions/setup-python) or leave python-version empty to use python3."
+  exit 2
 fi
 python=$(command -v "$python")
 
@@ -91,7 +112,7 @@ elapsed() {
 
 # --- the key, for the action's cache steps ----------------------------------------------------
 if [ "$mode" = "--cache-key" ]; then
-  cache=$(printf '%s' "${AZPYTEST_CACHE:-true}" | tr '[:upper:]' '[:lower:]')
+  cache=$(trimmed "${AZPYTEST_CACHE:-true}" | tr '[:upper:]' '[:lower:]')
   case "$cache" in
     true) ;;
     false)
@@ -99,7 +120,7 @@ if [ "$mode" = "--cache-key" ]; then
       exit 0
       ;;
     *)
-      echo "::error title=azpytest: bad input::cache: '${AZPYTEST_CACHE}' is not true or false. Write cache: true (restore azpytest's environment from the Actions cache) or cache: false."
+      echo "::error title=azpytest: bad input::cache: '$(shown "$AZPYTEST_CACHE")' is not true or false. Write cache: true (restore azpytest's environment from the Actions cache) or cache: false."
       exit 2
       ;;
   esac

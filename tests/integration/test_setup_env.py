@@ -1,6 +1,8 @@
 """The action's first step builds the tests' environment the way a job expects it: what an
 earlier step installed into the job's Python is importable (behind azpytest's own locked
-packages), and `requirements` never replace a locked package (exit 2, one line)."""
+packages), `requirements` never replace a locked package, and a `python-version` or `cache`
+that is not one exits 2 in one line (nothing of it can make a second line or a workflow
+command)."""
 
 from __future__ import annotations
 
@@ -284,6 +286,52 @@ def test_a_cache_input_that_is_not_a_boolean_exits_2_with_one_line(runner: Runne
         "::error title=azpytest: bad input::cache: 'yes' is not true or false. Write cache: "
         "true (restore azpytest's environment from the Actions cache) or cache: false."
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("../../bin/sh", "../../bin/sh"),
+        ("3.11;id", "3.11;id"),
+        ("python3", "python3"),
+        # A workflow command smuggled in: a newline, or %0A (which the runner decodes).
+        ("3.11\n::error::boom", "3.11?::error::boom"),
+        ("3.11%0A::error::boom", "3.11%250A::error::boom"),
+        ("\udcff\udcfe3.11", "??3.11"),  # bytes that are not UTF-8, as os.environ holds them
+        ("1" * 3000, "1" * 60 + "…"),
+    ],
+    ids=["traversal", "shell", "command-name", "newline", "percent-newline", "non-utf8", "3000"],
+)
+def test_a_python_version_that_is_not_one_exits_2_with_one_line(
+    runner: Runner, value: str, shown: str
+) -> None:
+    done = runner.setup("", "--cache-key", AZPYTEST_PYTHON_VERSION=value)
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == [
+        f"::error title=azpytest: bad input::python-version: '{shown}' is not a Python version "
+        "like 3.12. Write python-version: '3.12' (a python3.12 on PATH, as actions/setup-python "
+        "puts it) or leave it empty to use python3."
+    ]
+
+
+def test_inputs_with_spaces_around_them_are_taken_as_written_without(
+    runner: Runner, tmp_path: Path
+) -> None:
+    """As the Python steps take theirs: a YAML value quoted with a space is not a typo."""
+    fresh = str(tmp_path / "fresh-tools")
+    done = runner.setup("", "--cache-key", AZPYTEST_CACHE=" false\n", RUNNER_TOOL_CACHE=fresh)
+    assert done.returncode == 0, done.stdout
+    assert "key" not in runner.outputs()
+    done = runner.setup("", "--cache-key", AZPYTEST_PYTHON_VERSION=" \t", RUNNER_TOOL_CACHE=fresh)
+    assert done.returncode == 0, done.stdout
+    assert runner.outputs()["key"].startswith("azpytest-env-v1-Linux-")
+
+
+def test_a_cache_input_with_a_newline_in_it_is_still_one_line(runner: Runner) -> None:
+    done = runner.setup("", "--cache-key", AZPYTEST_CACHE="tr\n::error::boom\nue")
+    assert done.returncode == 2
+    [line] = done.stdout.splitlines()
+    assert line.startswith("::error title=azpytest: bad input::cache: 'tr?::error::boom?ue' ")
 
 
 def test_a_venv_of_other_parts_is_set_up_again(runner: Runner) -> None:
