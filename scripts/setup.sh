@@ -29,12 +29,12 @@ case "${RUNNER_OS:-Linux}" in
     ;;
 esac
 
-# An input's value as an error line shows it: one line (control characters as `?`), at most
-# 60 characters, `%` escaped (the runner decodes %0A in a workflow command's message).
+# A value as an error line shows it: one line (control characters as `?`), at most $2 (60)
+# characters, `%` escaped (the runner decodes %0A in a workflow command's message).
 shown() {
-  local value
-  value=$(printf '%s' "$1" | LC_ALL=C tr -c '[:print:]' '?' | cut -c1-61)
-  if [ ${#value} -gt 60 ]; then value="${value:0:60}…"; fi
+  local value limit=${2:-60}
+  value=$(printf '%s' "$1" | LC_ALL=C tr -c '[:print:]' '?' | cut -c1-$((limit + 1)))
+  if [ ${#value} -gt "$limit" ]; then value="${value:0:limit}…"; fi
   printf '%s' "${value//%/%25}"
 }
 
@@ -58,6 +58,16 @@ if ! command -v "$python" >/dev/null 2>&1; then
   echo "::error title=azpytest: bad input::python-version: ${python} is not on the runner's PATH. Install it first (actions/setup-python) or leave python-version empty to use python3."
   exit 2
 fi
+set -f # words, not globs: `psycopg[binary]` is a package name
+for item in ${AZPYTEST_REQUIREMENTS:-}; do
+  case "$item" in
+    -*)
+      echo "::error title=azpytest: bad input::requirements: '$(shown "$item")' is an option; the input takes requirement files and package names. Put options (-e ., --index-url) in a requirements file and name the file."
+      exit 2
+      ;;
+  esac
+done
+set +f
 python=$(command -v "$python")
 
 action_path="${GITHUB_ACTION_PATH:?GITHUB_ACTION_PATH is set by the runner}"
@@ -223,9 +233,9 @@ PY
         fi
       done <"$constraints"
       if [ -n "$pinned" ]; then
-        echo "::error title=azpytest: requirements conflict::requirements: they need another version of ${pinned%%==*}, which azpytest pins at $pinned (uv: ${cause:-no cause given}). Loosen that requirement, or install the tests' packages in the job's Python before this step (they are importable, behind azpytest's own)."
+        echo "::error title=azpytest: requirements conflict::requirements: they need another version of ${pinned%%==*}, which azpytest pins at $pinned (uv: $(shown "${cause:-no cause given}" 600)). Loosen that requirement, or install the tests' packages in the job's Python before this step (they are importable, behind azpytest's own)."
       else
-        first=$(printf '%s\n' "$said" | grep -v '^ *$' | tr '\n' ' ' | cut -c1-600 || true)
+        first=$(shown "$(printf '%s\n' "$said" | grep -v '^ *$' | tr '\n' ' ' || true)" 600)
         echo "::error title=azpytest: requirements not installed::requirements: uv could not install them: $first Check the package names and files in the requirements input."
       fi
       rm -rf "$venv"

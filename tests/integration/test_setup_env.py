@@ -334,6 +334,35 @@ def test_a_cache_input_with_a_newline_in_it_is_still_one_line(runner: Runner) ->
     assert line.startswith("::error title=azpytest: bad input::cache: 'tr?::error::boom?ue' ")
 
 
+@pytest.mark.parametrize("option", ["--index-url=http://127.0.0.1:9/simple", "-e"])
+def test_an_option_in_requirements_exits_2_before_anything_is_installed(
+    runner: Runner, option: str
+) -> None:
+    """The input takes files and package names; an option word (which uv would take as its
+    own, silently) is refused in the first step, before a key is made."""
+    done = runner.setup(f"{option} requests", "--cache-key")
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == [
+        f"::error title=azpytest: bad input::requirements: '{option}' is an option; the input "
+        "takes requirement files and package names. Put options (-e ., --index-url) in a "
+        "requirements file and name the file."
+    ]
+    assert "key" not in runner.outputs()
+
+
+def test_what_uv_says_about_a_requirement_cannot_make_a_workflow_command(
+    runner: Runner,
+) -> None:
+    done = runner.setup("shopclient%0A::error::boom")
+    assert done.returncode == 2
+    [line] = done.stdout.splitlines()
+    assert line.startswith(
+        "::error title=azpytest: requirements not installed::requirements: uv could not "
+        "install them: "
+    )
+    assert "shopclient%250A::error::boom" in line  # the runner decodes it back to %0A
+
+
 def test_a_venv_of_other_parts_is_set_up_again(runner: Runner) -> None:
     assert runner.setup().returncode == 0
     key_file = runner.venv / ".azpytest-environment-key"
