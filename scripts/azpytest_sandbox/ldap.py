@@ -16,9 +16,7 @@ sent, by a fault rule); the password never does.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import socket
 import socketserver
 import threading
 import time
@@ -29,6 +27,7 @@ import jwt
 
 from .entra import Entra, TokenRejected
 from .httpd import FaultBook, LoggedRequest, RequestLog
+from .tcpserver import LoopbackServer
 from .tokens import SigningKey
 
 __all__ = [
@@ -357,41 +356,10 @@ class _SkewTolerantKey(SigningKey):
         return claims
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 64  # a pool of connections logging in at once
-
+class _Server(LoopbackServer):
     def __init__(self, responder: LdapResponder) -> None:
-        super().__init__(("127.0.0.1", 0), _Connection)
+        super().__init__(_Connection)
         self.responder = responder
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def opened(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._open.add(sock)
-
-    def closed(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._open.discard(sock)
-
-    def drop_connections(self) -> None:
-        # A stopped responder must look dead at once: a connection left open would hold a
-        # login until PostgreSQL's authentication_timeout.
-        with self._lock:
-            open_now = list(self._open)
-        for sock in open_now:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a client that vanishes mid-answer is normal; nothing to report
 
 
 class _Connection(socketserver.StreamRequestHandler):

@@ -38,6 +38,7 @@ from . import tds
 from .entra import Entra, Principal, TokenRejected
 from .httpd import FaultBook, LoggedRequest, RequestLog
 from .scenario import SqlServer
+from .tcpserver import LoopbackServer
 from .tokens import SigningKey
 
 __all__ = ["DATABASE_RESOURCES", "SQL_SUFFIXES", "SqlServerStandIn"]
@@ -307,39 +308,10 @@ class _Channel:
         self.tls = tls
 
 
-class _TcpServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 64
-
+class _TcpServer(LoopbackServer):
     def __init__(self, stand_in: SqlServerStandIn) -> None:
-        super().__init__(("127.0.0.1", 0), _Connection)
+        super().__init__(_Connection)
         self.stand_in = stand_in
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def opened(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._open.add(sock)
-
-    def closed(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._open.discard(sock)
-
-    def drop_connections(self) -> None:
-        with self._lock:
-            open_now = list(self._open)
-        for sock in open_now:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a client that vanishes mid-answer is normal
 
 
 _SPACES = re.compile(r"\s+")
