@@ -69,6 +69,12 @@ for item in ${AZPYTEST_REQUIREMENTS:-}; do
 done
 set +f
 python=$(command -v "$python")
+# `setup.sh --python`: only the runner's Python the inputs name, checked (the merge job's
+# report runs on it and sets up nothing else).
+if [ "$mode" = "--python" ]; then
+  printf '%s\n' "$python"
+  exit 0
+fi
 
 action_path="${GITHUB_ACTION_PATH:?GITHUB_ACTION_PATH is set by the runner}"
 runner_temp="${RUNNER_TEMP:?RUNNER_TEMP is set by the runner}"
