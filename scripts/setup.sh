@@ -128,6 +128,27 @@ elapsed() {
 
 # --- the key, for the action's cache steps ----------------------------------------------------
 if [ "$mode" = "--cache-key" ]; then
+  # The action's own inputs that only its YAML reads, refused here, in its first step, rather
+  # than found wrong after the tests (an `upload: allways` would upload nothing, silently).
+  upload=$(trimmed "${AZPYTEST_UPLOAD:-failure}" | tr '[:upper:]' '[:lower:]')
+  case "$upload" in
+    always | failure | never) ;;
+    *)
+      echo "::error title=azpytest: bad input::upload: '$(shown "$AZPYTEST_UPLOAD")' is not always, failure or never. Write upload: failure (the default: the JUnit file, failure artifacts and audit log when the job fails), always or never."
+      exit 2
+      ;;
+  esac
+  artifact_name=$(trimmed "${AZPYTEST_ARTIFACT_NAME:-}")
+  case "$artifact_name" in
+    *[\":\<\>\|\*\?\\/]* | *[[:cntrl:]]*)
+      echo "::error title=azpytest: bad input::artifact-name: '$(shown "$AZPYTEST_ARTIFACT_NAME")' holds a character an artifact name cannot (\" : < > | * ? \\ / or a control character). Write a name of letters, digits, - _ and ., or leave it empty for azpytest-<job>-<shard>-<attempt>."
+      exit 2
+      ;;
+  esac
+  {
+    echo "upload=$upload"
+    echo "artifact-name=$artifact_name"
+  } >>"${GITHUB_OUTPUT:-/dev/null}"
   cache=$(trimmed "${AZPYTEST_CACHE:-true}" | tr '[:upper:]' '[:lower:]')
   case "$cache" in
     true) ;;

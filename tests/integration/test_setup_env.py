@@ -363,6 +363,59 @@ def test_what_uv_says_about_a_requirement_cannot_make_a_workflow_command(
     assert "shopclient%250A::error::boom" in line  # the runner decodes it back to %0A
 
 
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        (
+            "allways",
+            "upload: 'allways' is not always, failure or never. Write upload: failure (the "
+            "default: the JUnit file, failure artifacts and audit log when the job fails), always "
+            "or never.",
+        ),
+        (
+            "true",
+            "upload: 'true' is not always, failure or never. Write upload: failure (the default: "
+            "the JUnit file, failure artifacts and audit log when the job fails), always or never.",
+        ),
+    ],
+)
+def test_an_upload_input_that_is_not_one_exits_2_in_the_first_step(
+    runner: Runner, value: str, line: str
+) -> None:
+    """Only the action's YAML reads `upload`: a typo would upload nothing, after the tests."""
+    done = runner.setup("", "--cache-key", AZPYTEST_UPLOAD=value)
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == [f"::error title=azpytest: bad input::{line}"]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("shop/results", "shop/results"), ("shop:1", "shop:1"), ("a\nb=c", "a?b=c")],
+    ids=["slash", "colon", "newline"],
+)
+def test_an_artifact_name_upload_artifact_would_refuse_exits_2_in_the_first_step(
+    runner: Runner, value: str, shown: str
+) -> None:
+    done = runner.setup("", "--cache-key", AZPYTEST_ARTIFACT_NAME=value)
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == [
+        f"::error title=azpytest: bad input::artifact-name: '{shown}' holds a character an "
+        'artifact name cannot (" : < > | * ? \\ / or a control character). Write a name of '
+        "letters, digits, - _ and ., or leave it empty for azpytest-<job>-<shard>-<attempt>."
+    ]
+
+
+def test_upload_and_artifact_name_reach_the_later_steps_trimmed(runner: Runner) -> None:
+    done = runner.setup(
+        "", "--cache-key", AZPYTEST_UPLOAD=" Always\n", AZPYTEST_ARTIFACT_NAME=" shop-results "
+    )
+    assert done.returncode == 0, done.stdout
+    outputs = runner.outputs()
+    assert (outputs["upload"], outputs["artifact-name"]) == ("always", "shop-results")
+    done = runner.setup("", "--cache-key")
+    assert (runner.outputs()["upload"], runner.outputs()["artifact-name"]) == ("failure", "")
+
+
 def test_a_venv_of_other_parts_is_set_up_again(runner: Runner) -> None:
     assert runner.setup().returncode == 0
     key_file = runner.venv / ".azpytest-environment-key"
