@@ -497,3 +497,31 @@ def test_a_python_without_pip_gets_uv_through_a_venv(tmp_path: Path) -> None:
     [line] = done.stdout.splitlines()
     assert line.endswith(f"; uv {_uv_version()} from pip in a venv, kept in {uv_dir})"), line
     assert sorted(p.name for p in uv_dir.iterdir()) == ["uv"]
+
+
+def test_a_pip_that_cannot_download_falls_back_to_a_venv_and_says_why(tmp_path: Path) -> None:
+    """A runner's pip that answers --version but fails the download (an old or broken pip):
+    setup says so in one line and gets uv through a venv of its own (ensurepip's pip)."""
+    job = tmp_path / "job-python"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(job)], check=True)
+    site = next((job / "lib").glob("python3*/site-packages"))
+    (site / "pip").mkdir()
+    (site / "pip" / "__init__.py").write_text("")
+    (site / "pip" / "__main__.py").write_text(
+        "import sys\n"
+        "if sys.argv[1:] == ['--version']:\n"
+        "    print('pip 9.0.1')\n"
+        "    sys.exit(0)\n"
+        "print('ERROR: no such option: --only-binary', file=sys.stderr)\n"
+        "sys.exit(2)\n"
+    )
+    made = _fresh_runner(tmp_path / "runner", job / "bin")
+    done = made.setup()
+    assert done.returncode == 0, done.stdout + done.stderr
+    uv_dir = made.tools / "azpytest-uv" / _uv_version() / platform.machine()
+    said, ready = done.stdout.splitlines()
+    assert said == (
+        "azpytest: pip download of the locked uv wheel failed (ERROR: no such option: "
+        "--only-binary); installing it in a venv instead"
+    )
+    assert ready.endswith(f"; uv {_uv_version()} from pip in a venv, kept in {uv_dir})")
